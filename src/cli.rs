@@ -1,0 +1,154 @@
+//! Command-line arguments (clap derive): the only module that knows about clap. Each
+//! subcommand's arguments are turned into the library's plain config struct here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use batchline::commands::{self, ErrorMode};
+use batchline::engine::EngineConfig;
+use batchline::io::input::InputSpec;
+use batchline::report::SummaryMode;
+
+/// Fast, correct tools for the JSONL files of LLM Batch APIs.
+///
+/// Every INPUT is a path or `-` for stdin (`.zst` and `.gz` are decompressed); every
+/// output is written atomically. Exit status: 0 success, 1 finished but some lines were
+/// rejected, 2 usage or fatal error.
+#[derive(Parser, Debug)]
+#[command(name = "batchline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// No progress bar and no summary line.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print the summary as one JSON object (on stdout, or on stderr when the data
+    /// goes to stdout).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl GlobalArgs {
+    pub fn summary_mode(&self) -> SummaryMode {
+        if self.json {
+            SummaryMode::Json
+        } else if self.quiet {
+            SummaryMode::Quiet
+        } else {
+            SummaryMode::Human
+        }
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        let mut e = EngineConfig::default();
+        if let Some(t) = self.threads {
+            e.threads = t.max(1);
+        }
+        e.progress = !self.quiet;
+        e
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Split request files into Batch API input files within the provider's limits.
+    Shard(ShardArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnError {
+    /// Stop at the first bad line and leave no output behind.
+    Fail,
+    /// Write bad lines to the rejects file and go on.
+    Skip,
+}
+
+impl From<OnError> for ErrorMode {
+    fn from(o: OnError) -> ErrorMode {
+        match o {
+            OnError::Fail => ErrorMode::Fail,
+            OnError::Skip => ErrorMode::Skip,
+        }
+    }
+}
+
+/// Parses a size: `200000000`, `200MB`, `200M`, `190MiB`, `1G`, `64k` (decimal units
+/// unless `i` is given).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.replace('_', "").parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" | "ki" => 1 << 10,
+        "mib" | "mi" => 1 << 20,
+        "gib" | "gi" => 1 << 30,
+        _ => return Err(format!("unknown size unit in {s:?} (use k, M, G, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+}
+
+#[derive(Args, Debug)]
+pub struct ShardArgs {
+    /// Request file (JSONL), or `-` for stdin.
+    pub input: String,
+    /// Directory for the shards and manifest.json.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Requests per file.
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
+    pub max_requests: u64,
+    /// Bytes per file (200MB = 200,000,000 bytes; units k, M, G, KiB, MiB, GiB).
+    #[arg(long, default_value = "200MB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_bytes: u64,
+    /// Prompt tokens per file, counted with the model's OpenAI encoding.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Embedding inputs per embeddings file.
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
+    pub max_embedding_inputs: u64,
+    /// What to do with a bad line.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_error: OnError,
+    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Check every line and print the plan; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Write into a directory that already holds files (stale shards of an earlier
+    /// manifest are removed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ShardArgs {
+    pub fn into_config(self, g: &GlobalArgs) -> commands::shard::ShardConfig {
+        let mut c = commands::shard::ShardConfig::new(InputSpec::parse(&self.input), self.out_dir);
+        c.max_requests = self.max_requests;
+        c.max_bytes = self.max_bytes;
+        c.max_tokens = self.max_tokens;
+        c.max_embedding_inputs = self.max_embedding_inputs;
+        c.on_error = self.on_error.into();
+        c.rejects = self.rejects;
+        c.check = self.check;
+        c.force = self.force;
+        c.summary = g.summary_mode();
+        c.engine = g.engine();
+        c
+    }
+}

@@ -1,0 +1,47 @@
+//! One module per command: each has a plain config struct, a summary, and a `run`.
+
+pub mod shard;
+
+use serde::Serialize;
+
+/// What to do with a bad input line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorMode {
+    /// Stop at the first bad line, leave no output behind, exit 2.
+    #[default]
+    Fail,
+    /// Write the line to the rejects file and go on; exit 1 at the end.
+    Skip,
+}
+
+/// How a finished command went, for the exit status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything was accepted.
+    Clean,
+    /// The run finished, but some lines were rejected (exit status 1).
+    WithRejects,
+}
+
+/// Prints the first few skipped lines to stderr so that a user sees why, without
+/// flooding the terminal; the rejects file has all of them.
+pub struct RejectEcho {
+    shown: u64,
+    limit: u64,
+}
+
+impl RejectEcho {
+    pub fn new(quiet: bool) -> RejectEcho {
+        RejectEcho { shown: 0, limit: if quiet { 0 } else { 5 } }
+    }
+
+    pub fn echo(&mut self, file: &str, line: u64, offset: u64, reason: &str) {
+        if self.shown < self.limit {
+            eprintln!("{file}:{line}:{offset}: {reason}");
+        } else if self.shown == self.limit && self.limit > 0 {
+            eprintln!("(more rejected lines: see the rejects file)");
+        }
+        self.shown += 1;
+    }
+}

@@ -1,0 +1,576 @@
+//! `batchline shard`: split request files into Batch API input files within limits.
+//!
+//! Every line is checked as a request ([`crate::batch::parse_request`]); good lines are
+//! grouped by (endpoint, model) and copied byte for byte, in input order, into files of
+//! at most `max_requests` lines, `max_bytes` bytes, `max_tokens` prompt tokens and (for
+//! embeddings) `max_embedding_inputs` inputs. A later duplicate of a custom_id is
+//! rejected, the first stays. All shards are written to hidden temporary files and
+//! renamed into place only when the whole input was read without a fatal error; the
+//! manifest is written last, so a directory with a `manifest.json` is complete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{ErrorMode, Outcome, RejectEcho};
+use crate::batch::request::custom_id_warning;
+use crate::batch::{limits, parse_request, tokens, Endpoint};
+use crate::engine::{self, EngineConfig, Flow};
+use crate::error::{Error, Result};
+use crate::io::input::{Chunk, InputSpec, OpenInput};
+use crate::io::output::{AtomicFile, PendingFile};
+use crate::io::rejects::{Reject, RejectSink};
+use crate::report::{human_bytes, SummaryMode, Throughput};
+
+/// Everything `shard` needs to know.
+#[derive(Clone, Debug)]
+pub struct ShardConfig {
+    pub input: InputSpec,
+    pub out_dir: PathBuf,
+    pub max_requests: u64,
+    pub max_bytes: u64,
+    /// Cap on prompt tokens per file (counted with the model's OpenAI encoding).
+    pub max_tokens: Option<u64>,
+    /// Cap on embedding inputs per embeddings file.
+    pub max_embedding_inputs: u64,
+    pub on_error: ErrorMode,
+    /// Where skipped lines go (`--on-error skip`); default `OUT_DIR/rejects.jsonl`.
+    pub rejects: Option<PathBuf>,
+    /// Validate and print the plan; write nothing.
+    pub check: bool,
+    /// Write into a directory that already holds files.
+    pub force: bool,
+    pub summary: SummaryMode,
+    pub engine: EngineConfig,
+}
+
+impl ShardConfig {
+    pub fn new(input: InputSpec, out_dir: PathBuf) -> ShardConfig {
+        ShardConfig {
+            input,
+            out_dir,
+            max_requests: limits::MAX_REQUESTS,
+            max_bytes: limits::MAX_BYTES,
+            max_tokens: None,
+            max_embedding_inputs: limits::MAX_EMBEDDING_INPUTS,
+            on_error: ErrorMode::Fail,
+            rejects: None,
+            check: false,
+            force: false,
+            summary: SummaryMode::Human,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// One output file, as listed in the manifest.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardFile {
+    pub name: String,
+    pub endpoint: String,
+    pub model: String,
+    pub requests: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub embedding_inputs: Option<u64>,
+    /// Empty in `--check` mode (nothing is written).
+    pub sha256: String,
+    pub first_custom_id: String,
+    pub last_custom_id: String,
+}
+
+/// Totals over the run; `lines = blank + requests + rejected` always holds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardTotals {
+    pub files: u64,
+    pub requests: u64,
+    pub bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tokens: Option<u64>,
+    pub lines: u64,
+    pub blank: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub warnings: u64,
+}
+
+/// `OUT_DIR/manifest.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub input: String,
+    pub limits: ManifestLimits,
+    pub files: Vec<ShardFile>,
+    pub totals: ShardTotals,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ManifestLimits {
+    pub max_requests: u64,
+    pub max_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub max_tokens: Option<u64>,
+    pub max_embedding_inputs: u64,
+}
+
+/// What `run` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ShardSummary {
+    pub command: &'static str,
+    pub input: String,
+    pub out_dir: String,
+    pub check: bool,
+    #[serde(flatten)]
+    pub totals: ShardTotals,
+    pub warning_kinds: HashMap<&'static str, u64>,
+    pub rejects_file: Option<String>,
+    pub throughput: Throughput,
+    pub shards: Vec<ShardFile>,
+    #[serde(skip)]
+    pub outcome: Outcome,
+}
+
+/// A good line's facts, found by a worker.
+struct GoodLine {
+    start: usize,
+    end: usize,
+    group: u32,
+    custom_id: Box<str>,
+    id_hash: u128,
+    tokens: u64,
+    inputs: u64,
+    warning: Option<&'static str>,
+}
+
+enum Verdict {
+    Blank,
+    Good(GoodLine),
+    Bad { line: u64, offset: u64, start: usize, end: usize, cut: bool, reason: String, custom_id: Option<String> },
+}
+
+/// A worker's outcome for one chunk: its verdicts and the (endpoint, model) keys they
+/// point into.
+struct ChunkVerdicts {
+    keys: Vec<(Endpoint, String)>,
+    verdicts: Vec<(u64, u64, Verdict)>,
+}
+
+fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
+    let base = chunk.bytes.as_ptr() as usize;
+    let mut out = ChunkVerdicts { keys: Vec::new(), verdicts: Vec::with_capacity(chunk.line_count as usize) };
+    for line in chunk.lines() {
+        let start = line.bytes.as_ptr() as usize - base;
+        let end = start + line.bytes.len();
+        let bad = |reason: String, custom_id: Option<String>| Verdict::Bad {
+            line: line.number,
+            offset: line.offset,
+            start,
+            end,
+            cut: line.is_cut(),
+            reason,
+            custom_id,
+        };
+        if line.is_blank() {
+            out.verdicts.push((line.number, line.offset, Verdict::Blank));
+            continue;
+        }
+        if line.len + 1 > cfg.max_bytes {
+            let reason = format!("line is {} bytes, over --max-bytes {}", line.len + 1, cfg.max_bytes);
+            out.verdicts.push((line.number, line.offset, bad(reason, None)));
+            continue;
+        }
+        let text = match std::str::from_utf8(line.bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let reason = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to());
+                out.verdicts.push((line.number, line.offset, bad(reason, None)));
+                continue;
+            }
+        };
+        let verdict = match parse_request(text, cfg.max_tokens.is_some()) {
+            Err(reason) => bad(reason, None),
+            Ok(req) => {
+                let tokens = if cfg.max_tokens.is_some() { tokens::prompt_tokens(&req) } else { 0 };
+                match cfg.max_tokens {
+                    Some(max) if tokens > max => bad(
+                        format!("request has {tokens} prompt tokens, over --max-tokens {max}"),
+                        Some(req.custom_id.into_owned()),
+                    ),
+                    _ if req.endpoint == Endpoint::Embeddings && req.inputs > cfg.max_embedding_inputs => bad(
+                        format!("request has {} embedding inputs, over --max-embedding-inputs {}", req.inputs, cfg.max_embedding_inputs),
+                        Some(req.custom_id.into_owned()),
+                    ),
+                    _ => {
+                        let group = match out.keys.iter().position(|(e, m)| *e == req.endpoint && *m == req.model) {
+                            Some(i) => i,
+                            None => {
+                                out.keys.push((req.endpoint, req.model.clone().into_owned()));
+                                out.keys.len() - 1
+                            }
+                        };
+                        let inputs = if req.endpoint == Endpoint::Embeddings { req.inputs } else { 0 };
+                        Verdict::Good(GoodLine {
+                            start,
+                            end,
+                            group: group as u32,
+                            id_hash: xxhash_rust::xxh3::xxh3_128(req.custom_id.as_bytes()),
+                            warning: custom_id_warning(&req.custom_id),
+                            custom_id: req.custom_id.into(),
+                            tokens,
+                            inputs,
+                        })
+                    }
+                }
+            }
+        };
+        out.verdicts.push((line.number, line.offset, verdict));
+    }
+    out
+}
+
+/// A shard being filled.
+struct OpenShard {
+    file: Option<AtomicFile>,
+    hasher: Sha256,
+    meta: ShardFile,
+}
+
+struct Group {
+    endpoint: Endpoint,
+    model: String,
+    base_name: String,
+    next_index: u32,
+    open: Option<OpenShard>,
+}
+
+/// The single writer: restores order, detects duplicates, fills shards.
+struct Writer<'a> {
+    cfg: &'a ShardConfig,
+    name: String,
+    groups: Vec<Group>,
+    group_index: HashMap<(Endpoint, String), usize>,
+    used_names: std::collections::HashSet<String>,
+    seen: HashMap<u128, u64>,
+    /// Closed shards with their group (creation order) for a stable manifest order.
+    finished: Vec<(usize, ShardFile, Option<PendingFile>)>,
+    totals: ShardTotals,
+    warning_kinds: HashMap<&'static str, u64>,
+    rejects: RejectSink,
+    echo: RejectEcho,
+}
+
+impl Writer<'_> {
+    fn consume(&mut self, chunk: Chunk, verdicts: ChunkVerdicts) -> Result<Flow> {
+        let local: Vec<usize> = verdicts.keys.into_iter().map(|(e, m)| self.group_for(e, m)).collect();
+        for (number, offset, verdict) in verdicts.verdicts {
+            self.totals.lines += 1;
+            match verdict {
+                Verdict::Blank => self.totals.blank += 1,
+                Verdict::Bad { line, offset, start, end, cut, reason, custom_id } => {
+                    self.reject(Reject::new(line, offset, reason, &chunk.bytes[start..end], cut).with_custom_id(custom_id))?;
+                }
+                Verdict::Good(good) => {
+                    if let Some(&first) = self.seen.get(&good.id_hash) {
+                        self.totals.duplicates += 1;
+                        let reason = format!("duplicate custom_id \"{}\" (first at line {first})", good.custom_id);
+                        let r = Reject::new(number, offset, reason, &chunk.bytes[good.start..good.end], false)
+                            .with_custom_id(Some(good.custom_id.into()));
+                        self.reject(r)?;
+                        continue;
+                    }
+                    self.seen.insert(good.id_hash, number);
+                    if let Some(w) = good.warning {
+                        self.totals.warnings += 1;
+                        *self.warning_kinds.entry(w).or_default() += 1;
+                    }
+                    let group = local[good.group as usize];
+                    self.append(group, &chunk.bytes[good.start..good.end], &good)?;
+                }
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    fn reject(&mut self, r: Reject) -> Result<()> {
+        if self.cfg.on_error == ErrorMode::Fail {
+            return Err(Error::BadLine { file: self.name.clone(), line: r.line, offset: r.offset, reason: r.reason });
+        }
+        self.totals.rejected += 1;
+        self.echo.echo(&self.name, r.line, r.offset, &r.reason);
+        self.rejects.write(&r)
+    }
+
+    fn group_for(&mut self, endpoint: Endpoint, model: String) -> usize {
+        if let Some(&g) = self.group_index.get(&(endpoint, model.clone())) {
+            return g;
+        }
+        let mut base = format!("{}.{}", endpoint.short_name(), sanitize(&model));
+        if !self.used_names.insert(base.clone()) {
+            // Two models that sanitise alike ("a/b", "a_b") get distinct names.
+            base = format!("{base}-{:08x}", xxhash_rust::xxh3::xxh3_64(model.as_bytes()) as u32);
+            self.used_names.insert(base.clone());
+        }
+        self.groups.push(Group { endpoint, model: model.clone(), base_name: base, next_index: 0, open: None });
+        self.group_index.insert((endpoint, model), self.groups.len() - 1);
+        self.groups.len() - 1
+    }
+
+    fn append(&mut self, g: usize, bytes: &[u8], good: &GoodLine) -> Result<()> {
+        let cfg = self.cfg;
+        let line_bytes = bytes.len() as u64 + 1;
+        let full = match &self.groups[g].open {
+            None => true,
+            Some(s) => {
+                let m = &s.meta;
+                m.requests + 1 > cfg.max_requests
+                    || m.bytes + line_bytes > cfg.max_bytes
+                    || cfg.max_tokens.is_some_and(|max| m.tokens.unwrap_or(0) + good.tokens > max)
+                    || (self.groups[g].endpoint == Endpoint::Embeddings
+                        && m.embedding_inputs.unwrap_or(0) + good.inputs > cfg.max_embedding_inputs)
+            }
+        };
+        if full {
+            self.close(g)?;
+            let group = &mut self.groups[g];
+            let name = format!("{}.{:04}.jsonl", group.base_name, group.next_index);
+            group.next_index += 1;
+            let file = if cfg.check { None } else { Some(AtomicFile::create(&cfg.out_dir.join(&name))?) };
+            group.open = Some(OpenShard {
+                file,
+                hasher: Sha256::new(),
+                meta: ShardFile {
+                    name,
+                    endpoint: group.endpoint.url().to_string(),
+                    model: group.model.clone(),
+                    requests: 0,
+                    bytes: 0,
+                    tokens: cfg.max_tokens.map(|_| 0),
+                    embedding_inputs: (group.endpoint == Endpoint::Embeddings).then_some(0),
+                    sha256: String::new(),
+                    first_custom_id: good.custom_id.to_string(),
+                    last_custom_id: String::new(),
+                },
+            });
+        }
+        let shard = self.groups[g].open.as_mut().expect("shard open");
+        if let Some(f) = shard.file.as_mut() {
+            f.write_all(bytes)?;
+            f.write_all(b"\n")?;
+            shard.hasher.update(bytes);
+            shard.hasher.update(b"\n");
+        }
+        let m = &mut shard.meta;
+        m.requests += 1;
+        m.bytes += line_bytes;
+        if let Some(t) = m.tokens.as_mut() {
+            *t += good.tokens;
+        }
+        if let Some(i) = m.embedding_inputs.as_mut() {
+            *i += good.inputs;
+        }
+        m.last_custom_id.clear();
+        m.last_custom_id.push_str(&good.custom_id);
+        Ok(())
+    }
+
+    /// Finishes the group's open shard (flushed and synced, not yet renamed).
+    fn close(&mut self, g: usize) -> Result<()> {
+        if let Some(shard) = self.groups[g].open.take() {
+            let mut meta = shard.meta;
+            let pending = match shard.file {
+                Some(f) => {
+                    meta.sha256 = hex(&shard.hasher.finalize());
+                    Some(f.finish_pending()?)
+                }
+                None => None,
+            };
+            self.totals.files += 1;
+            self.totals.requests += meta.requests;
+            self.totals.bytes += meta.bytes;
+            if let Some(t) = meta.tokens {
+                *self.totals.tokens.get_or_insert(0) += t;
+            }
+            self.finished.push((g, meta, pending));
+        }
+        Ok(())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Maps a model name to `[A-Za-z0-9._-]` (at most 100 characters); nothing in the data
+/// can put a file outside the output directory.
+pub fn sanitize(model: &str) -> String {
+    let s: String = model
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        "_".to_string()
+    } else {
+        s
+    }
+}
+
+/// Checks that the output directory may be written; returns the old manifest's file
+/// names (to remove stale shards after a forced rewrite).
+fn prepare_out_dir(cfg: &ShardConfig) -> Result<Vec<String>> {
+    let dir = &cfg.out_dir;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        return Ok(Vec::new());
+    }
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!("{}: not a directory", dir.display())));
+    }
+    let visible = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    if visible && !cfg.force {
+        return Err(Error::Usage(format!(
+            "{}: directory is not empty (use --force to write into it)",
+            dir.display()
+        )));
+    }
+    let old = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+        .map(|m| m.files.into_iter().map(|f| f.name).collect())
+        .unwrap_or_default();
+    Ok(old)
+}
+
+/// Runs `shard`.
+pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
+    if cfg.max_requests == 0 || cfg.max_bytes < 2 || cfg.max_tokens == Some(0) || cfg.max_embedding_inputs == 0 {
+        return Err(Error::Usage("limits must be positive".into()));
+    }
+    let input = OpenInput::open(&cfg.input)?;
+    let stale = if cfg.check { Vec::new() } else { prepare_out_dir(cfg)? };
+    let rejects_path = match (&cfg.rejects, cfg.on_error, cfg.check) {
+        (_, _, true) | (_, ErrorMode::Fail, _) => None,
+        (Some(p), ErrorMode::Skip, false) => Some(p.clone()),
+        (None, ErrorMode::Skip, false) => Some(cfg.out_dir.join("rejects.jsonl")),
+    };
+    let rejects = match &rejects_path {
+        Some(p) => RejectSink::to_file(p)?,
+        None => RejectSink::create(None)?,
+    };
+    let mut engine_cfg = cfg.engine.clone();
+    engine_cfg.max_line = usize::try_from(cfg.max_bytes).unwrap_or(usize::MAX).min(engine_cfg.max_line.max(1 << 20));
+    let mut writer = Writer {
+        cfg,
+        name: input.name().to_string(),
+        groups: Vec::new(),
+        group_index: HashMap::new(),
+        used_names: Default::default(),
+        seen: HashMap::new(),
+        finished: Vec::new(),
+        totals: ShardTotals::default(),
+        warning_kinds: HashMap::new(),
+        rejects,
+        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
+    };
+    let stats = engine::run(input, &engine_cfg, |chunk| check_chunk(chunk, cfg), |chunk, v| writer.consume(chunk, v))?;
+    for g in 0..writer.groups.len() {
+        writer.close(g)?;
+    }
+    let Writer { mut finished, mut totals, warning_kinds, rejects, .. } = writer;
+    // Group creation order, then file counter (names sort that way within a group).
+    finished.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
+    if cfg.max_tokens.is_some() && totals.tokens.is_none() {
+        totals.tokens = Some(0);
+    }
+    let files: Vec<ShardFile> = finished.iter().map(|(_, m, _)| m.clone()).collect();
+    if !cfg.check {
+        rejects.finish()?;
+        let mut written = std::collections::HashSet::new();
+        for (_, meta, pending) in finished {
+            if let Some(p) = pending {
+                p.commit()?;
+            }
+            written.insert(meta.name);
+        }
+        for name in stale.iter().filter(|n| !written.contains(*n)) {
+            let _ = std::fs::remove_file(cfg.out_dir.join(Path::new(name).file_name().unwrap_or_default()));
+        }
+        let manifest = Manifest {
+            version: 1,
+            input: cfg.input.display_name(),
+            limits: ManifestLimits {
+                max_requests: cfg.max_requests,
+                max_bytes: cfg.max_bytes,
+                max_tokens: cfg.max_tokens,
+                max_embedding_inputs: cfg.max_embedding_inputs,
+            },
+            files: files.clone(),
+            totals: totals.clone(),
+        };
+        let mut m = AtomicFile::create(&cfg.out_dir.join("manifest.json"))?;
+        let mut text = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        text.push(b'\n');
+        m.write_all(&text)?;
+        m.commit()?;
+    }
+    debug_assert_eq!(totals.lines, totals.blank + totals.requests + totals.rejected);
+    let outcome = if totals.rejected > 0 { Outcome::WithRejects } else { Outcome::Clean };
+    Ok(ShardSummary {
+        command: "shard",
+        input: cfg.input.display_name(),
+        out_dir: cfg.out_dir.display().to_string(),
+        check: cfg.check,
+        totals,
+        warning_kinds,
+        rejects_file: rejects_path.map(|p| p.display().to_string()),
+        throughput: Throughput::new(stats.bytes, stats.elapsed),
+        shards: files,
+        outcome,
+    })
+}
+
+impl ShardSummary {
+    /// The one-line human summary.
+    pub fn human(&self) -> String {
+        let t = &self.totals;
+        let mut s = format!(
+            "shard{}: {} lines: {} requests in {} files ({}), {} rejected ({} duplicates), {} blank",
+            if self.check { " --check" } else { "" },
+            t.lines,
+            t.requests,
+            t.files,
+            human_bytes(t.bytes),
+            t.rejected,
+            t.duplicates,
+            t.blank
+        );
+        if let Some(tok) = t.tokens {
+            s.push_str(&format!(", {tok} prompt tokens"));
+        }
+        if t.warnings > 0 {
+            s.push_str(&format!(", {} custom_id warnings", t.warnings));
+        }
+        s.push_str(&format!("; {}", self.throughput.human()));
+        s
+    }
+
+    /// The plan printed by `--check`: one line per file.
+    pub fn plan(&self) -> String {
+        let mut s = String::new();
+        for f in &self.shards {
+            s.push_str(&format!("{}\t{}\t{}\t{} requests\t{} bytes", f.name, f.endpoint, f.model, f.requests, f.bytes));
+            if let Some(t) = f.tokens {
+                s.push_str(&format!("\t{t} tokens"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+}

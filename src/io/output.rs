@@ -1,0 +1,192 @@
+//! Outputs that are either complete or absent.
+//!
+//! An [`AtomicFile`] is written to a hidden temporary file in the destination's own
+//! directory and renamed over the destination only by [`AtomicFile::commit`], after
+//! every byte was flushed and synced. Dropping it uncommitted (an error, a stop, a
+//! panic) deletes the temporary file, so a crash or a full disk never leaves a file
+//! that looks complete. Names ending `.zst` or `.gz` are compressed on the way.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::Compression;
+use crate::error::{Error, Result};
+
+const BUF_BYTES: usize = 1 << 20;
+
+/// Where an output goes: a path, or `-` for standard output.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutputSpec {
+    Stdout,
+    Path(PathBuf),
+}
+
+impl OutputSpec {
+    pub fn parse(arg: &str) -> OutputSpec {
+        if arg == "-" {
+            OutputSpec::Stdout
+        } else {
+            OutputSpec::Path(PathBuf::from(arg))
+        }
+    }
+
+    pub fn display_name(&self) -> String {
+        match self {
+            OutputSpec::Stdout => "<stdout>".to_string(),
+            OutputSpec::Path(p) => p.display().to_string(),
+        }
+    }
+
+    pub fn is_stdout(&self) -> bool {
+        matches!(self, OutputSpec::Stdout)
+    }
+}
+
+enum Encoder {
+    Plain(BufWriter<File>),
+    Zstd(zstd::stream::write::Encoder<'static, BufWriter<File>>),
+    Gzip(flate2::write::GzEncoder<BufWriter<File>>),
+}
+
+/// A file that appears at its path, complete, only when committed.
+pub struct AtomicFile {
+    dest: PathBuf,
+    /// Deleted on drop unless persisted by `commit`.
+    temp: Option<tempfile::TempPath>,
+    encoder: Option<Encoder>,
+    bytes_in: u64,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest` (compressed if its name ends `.zst` or `.gz`).
+    pub fn create(dest: &Path) -> Result<AtomicFile> {
+        let dir = match dest.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = dest
+            .file_name()
+            .ok_or_else(|| Error::Usage(format!("{}: not a file name", dest.display())))?
+            .to_string_lossy()
+            .into_owned();
+        let named = tempfile::Builder::new()
+            .prefix(&format!(".{file_name}."))
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(dest, e))?;
+        let (file, temp) = named.into_parts();
+        let buf = BufWriter::with_capacity(BUF_BYTES, file);
+        let encoder = match Compression::from_name(&file_name) {
+            Compression::None => Encoder::Plain(buf),
+            Compression::Zstd => {
+                let enc = zstd::stream::write::Encoder::new(buf, 3).map_err(|e| Error::io(dest, e))?;
+                Encoder::Zstd(enc)
+            }
+            Compression::Gzip => {
+                Encoder::Gzip(flate2::write::GzEncoder::new(buf, flate2::Compression::default()))
+            }
+        };
+        Ok(AtomicFile { dest: dest.to_path_buf(), temp: Some(temp), encoder: Some(encoder), bytes_in: 0 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Bytes written so far (before compression).
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_in
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.bytes_in += bytes.len() as u64;
+        let res = match self.encoder.as_mut().expect("AtomicFile written after commit") {
+            Encoder::Plain(w) => w.write_all(bytes),
+            Encoder::Zstd(w) => w.write_all(bytes),
+            Encoder::Gzip(w) => w.write_all(bytes),
+        };
+        res.map_err(|e| Error::io(&self.dest, e))
+    }
+
+    /// Finishes compression, flushes, syncs to disk and renames into place. Any failure
+    /// (a full disk shows up here at the latest) leaves no file at the destination.
+    pub fn commit(self) -> Result<()> {
+        self.finish_pending()?.commit()
+    }
+
+    /// Finishes and syncs the file and closes it, but does not rename it yet: commands
+    /// that write many files rename them all only once the whole run succeeded.
+    pub fn finish_pending(mut self) -> Result<PendingFile> {
+        let dest = self.dest.clone();
+        let file = match self.encoder.take().expect("AtomicFile committed twice") {
+            Encoder::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
+            Encoder::Zstd(w) => w.finish().and_then(|b| b.into_inner().map_err(|e| e.into_error())),
+            Encoder::Gzip(w) => w.finish().and_then(|b| b.into_inner().map_err(|e| e.into_error())),
+        }
+        .map_err(|e| Error::io(&dest, e))?;
+        file.sync_all().map_err(|e| Error::io(&dest, e))?;
+        drop(file);
+        let temp = self.temp.take().expect("temp path present until commit");
+        Ok(PendingFile { dest, temp })
+    }
+}
+
+/// A complete file under its temporary name; deleted on drop unless committed.
+pub struct PendingFile {
+    dest: PathBuf,
+    temp: tempfile::TempPath,
+}
+
+impl PendingFile {
+    /// Renames the file into place.
+    pub fn commit(self) -> Result<()> {
+        let dest = self.dest;
+        self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        Ok(())
+    }
+}
+
+/// A main output: standard output (streamed, never compressed) or an atomic file.
+pub enum Output {
+    Stdout(BufWriter<io::Stdout>),
+    File(AtomicFile),
+}
+
+impl Output {
+    pub fn create(spec: &OutputSpec) -> Result<Output> {
+        match spec {
+            OutputSpec::Stdout => Ok(Output::Stdout(BufWriter::with_capacity(BUF_BYTES, io::stdout()))),
+            OutputSpec::Path(p) => Ok(Output::File(AtomicFile::create(p)?)),
+        }
+    }
+
+    pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        match self {
+            Output::Stdout(w) => w.write_all(bytes).map_err(|e| Error::io("<stdout>", e)),
+            Output::File(f) => f.write_all(bytes),
+        }
+    }
+
+    /// Flushes stdout, or commits the file.
+    pub fn finish(self) -> Result<()> {
+        match self {
+            Output::Stdout(mut w) => w.flush().map_err(|e| Error::io("<stdout>", e)),
+            Output::File(f) => f.commit(),
+        }
+    }
+}
+
+/// Refuses to let an output overwrite one of the inputs.
+pub fn ensure_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
+    let out = std::fs::canonicalize(output).ok();
+    for input in inputs {
+        if out.is_some() && out == std::fs::canonicalize(input).ok() {
+            return Err(Error::Usage(format!(
+                "{}: refusing to overwrite an input file",
+                output.display()
+            )));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,15 @@
+//! batchline: streaming tools for the JSONL files of LLM Batch APIs.
+//!
+//! The library knows nothing of command-line parsing: each command in [`commands`]
+//! takes a plain config struct and returns a summary. All of them run on the same
+//! ordered, parallel line pipeline in [`engine`], read inputs through [`io::input`]
+//! and write outputs atomically through [`io::output`].
+
+pub mod batch;
+pub mod commands;
+pub mod engine;
+pub mod error;
+pub mod io;
+pub mod report;
+
+pub use error::{Error, Result};

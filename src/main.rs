@@ -1,0 +1,45 @@
+//! The `batchline` binary: parse arguments, run one command, map the result to an exit
+//! status (0 success, 1 finished with rejected lines, 2 usage or fatal error; a closed
+//! stdout ends quietly with 0).
+
+mod cli;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+
+use clap::Parser;
+
+use batchline::commands::{self, Outcome};
+use batchline::report::print_summary;
+use batchline::Error;
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let _ = ctrlc::set_handler(|| batchline::engine::INTERRUPTED.store(true, Ordering::SeqCst));
+    match run(cli) {
+        Ok(Outcome::Clean) => ExitCode::SUCCESS,
+        Ok(Outcome::WithRejects) => ExitCode::from(1),
+        Err(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("batchline: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<Outcome, Error> {
+    let g = cli.global;
+    let mode = g.summary_mode();
+    match cli.command {
+        Command::Shard(args) => {
+            let cfg = args.into_config(&g);
+            let summary = commands::shard::run(&cfg)?;
+            if cfg.check && !g.json {
+                print!("{}", summary.plan());
+            }
+            print_summary(mode, &summary, &summary.human(), false);
+            Ok(summary.outcome)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Run summaries: one human line on stderr, or the same figures as JSON with `--json`.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How a command reports its summary at the end.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum SummaryMode {
+    /// One human-readable line on stderr.
+    #[default]
+    Human,
+    /// The summary as one JSON object (stdout when the command's data does not go to
+    /// stdout, stderr otherwise).
+    Json,
+    /// Nothing (`--quiet`).
+    Quiet,
+}
+
+/// Throughput figures shared by every summary.
+#[derive(Clone, Copy, Debug, Serialize, Default)]
+pub struct Throughput {
+    pub bytes: u64,
+    pub seconds: f64,
+    pub mb_per_s: f64,
+}
+
+impl Throughput {
+    pub fn new(bytes: u64, elapsed: Duration) -> Throughput {
+        let seconds = elapsed.as_secs_f64();
+        let mb_per_s = if seconds > 0.0 { bytes as f64 / 1e6 / seconds } else { 0.0 };
+        Throughput { bytes, seconds: (seconds * 1000.0).round() / 1000.0, mb_per_s: mb_per_s.round() }
+    }
+
+    pub fn human(&self) -> String {
+        format!("{} in {:.2} s ({:.0} MB/s)", human_bytes(self.bytes), self.seconds, self.mb_per_s)
+    }
+}
+
+/// `1234567` → `1.2 MB` (decimal units, as the Batch API limits are stated).
+pub fn human_bytes(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} GB", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} MB", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} kB", n / 1e3)
+    } else {
+        format!("{n} B")
+    }
+}
+
+/// Prints a summary as asked: `human` is the one-line form.
+pub fn print_summary<S: Serialize>(mode: SummaryMode, summary: &S, human: &str, data_on_stdout: bool) {
+    match mode {
+        SummaryMode::Quiet => {}
+        SummaryMode::Human => eprintln!("{human}"),
+        SummaryMode::Json => {
+            let text = serde_json::to_string(summary).expect("summary serialises");
+            if data_on_stdout {
+                eprintln!("{text}");
+            } else {
+                println!("{text}");
+            }
+        }
+    }
+}

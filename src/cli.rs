@@ -86,9 +86,14 @@ impl From<OnError> for ErrorMode {
 /// unless `i` is given).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '_').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: u64 = num.replace('_', "").parse().map_err(|_| format!("not a size: {s:?}"))?;
+    let n: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
@@ -97,9 +102,14 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "kib" | "ki" => 1 << 10,
         "mib" | "mi" => 1 << 20,
         "gib" | "gi" => 1 << 30,
-        _ => return Err(format!("unknown size unit in {s:?} (use k, M, G, KiB, MiB, GiB)")),
+        _ => {
+            return Err(format!(
+                "unknown size unit in {s:?} (use k, M, G, KiB, MiB, GiB)"
+            ))
+        }
     };
-    n.checked_mul(mult).ok_or_else(|| format!("size too large: {s:?}"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
 }
 
 #[derive(Args, Debug)]

@@ -47,7 +47,11 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { threads: default_threads(), max_line: 256 << 20, progress: false }
+        EngineConfig {
+            threads: default_threads(),
+            max_line: 256 << 20,
+            progress: false,
+        }
     }
 }
 
@@ -57,7 +61,11 @@ pub fn default_threads() -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
 }
 
 /// What the pipeline saw: bytes and lines consumed, and whether it stopped early.
@@ -74,7 +82,12 @@ type Message<T> = (u64, Result<(Chunk, T)>);
 /// Runs `map` on every chunk of `input` in parallel and `consume` on the outcomes in
 /// input order. Returns when the input is exhausted, `consume` says stop, or an error
 /// occurs (the first error in input order wins).
-pub fn run<T, M, C>(input: OpenInput, cfg: &EngineConfig, map: M, mut consume: C) -> Result<RunStats>
+pub fn run<T, M, C>(
+    input: OpenInput,
+    cfg: &EngineConfig,
+    map: M,
+    mut consume: C,
+) -> Result<RunStats>
 where
     T: Send,
     M: Fn(&Chunk) -> T + Sync,
@@ -156,7 +169,10 @@ where
                 return Err(Error::Interrupted);
             }
             let (chunk, t) = item?;
-            let consumed = chunk.len() as u64 + chunk.oversize_len.map_or(0, |n| n.saturating_sub(chunk.len() as u64));
+            let consumed = chunk.len() as u64
+                + chunk
+                    .oversize_len
+                    .map_or(0, |n| n.saturating_sub(chunk.len() as u64));
             stats.bytes += consumed;
             stats.lines += chunk.line_count;
             if let Some(p) = progress {

@@ -12,7 +12,12 @@ pub enum Error {
     Io { path: String, source: io::Error },
     /// A bad input line when the run stops at the first one (`--on-error fail`).
     #[error("{file}:{line}:{offset}: {reason}")]
-    BadLine { file: String, line: u64, offset: u64, reason: String },
+    BadLine {
+        file: String,
+        line: u64,
+        offset: u64,
+        reason: String,
+    },
     /// A bad flag value or combination, found before any input is read.
     #[error("{0}")]
     Usage(String),
@@ -34,7 +39,10 @@ impl Error {
         if source.kind() == io::ErrorKind::BrokenPipe {
             return Error::BrokenPipe;
         }
-        Error::Io { path: path.as_ref().display().to_string(), source }
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
     }
 }
 

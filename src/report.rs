@@ -28,12 +28,25 @@ pub struct Throughput {
 impl Throughput {
     pub fn new(bytes: u64, elapsed: Duration) -> Throughput {
         let seconds = elapsed.as_secs_f64();
-        let mb_per_s = if seconds > 0.0 { bytes as f64 / 1e6 / seconds } else { 0.0 };
-        Throughput { bytes, seconds: (seconds * 1000.0).round() / 1000.0, mb_per_s: mb_per_s.round() }
+        let mb_per_s = if seconds > 0.0 {
+            bytes as f64 / 1e6 / seconds
+        } else {
+            0.0
+        };
+        Throughput {
+            bytes,
+            seconds: (seconds * 1000.0).round() / 1000.0,
+            mb_per_s: mb_per_s.round(),
+        }
     }
 
     pub fn human(&self) -> String {
-        format!("{} in {:.2} s ({:.0} MB/s)", human_bytes(self.bytes), self.seconds, self.mb_per_s)
+        format!(
+            "{} in {:.2} s ({:.0} MB/s)",
+            human_bytes(self.bytes),
+            self.seconds,
+            self.mb_per_s
+        )
     }
 }
 
@@ -52,7 +65,12 @@ pub fn human_bytes(n: u64) -> String {
 }
 
 /// Prints a summary as asked: `human` is the one-line form.
-pub fn print_summary<S: Serialize>(mode: SummaryMode, summary: &S, human: &str, data_on_stdout: bool) {
+pub fn print_summary<S: Serialize>(
+    mode: SummaryMode,
+    summary: &S,
+    human: &str,
+    data_on_stdout: bool,
+) {
     match mode {
         SummaryMode::Quiet => {}
         SummaryMode::Human => eprintln!("{human}"),

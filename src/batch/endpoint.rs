@@ -75,7 +75,11 @@ impl Endpoint {
     }
 
     pub fn known_urls() -> String {
-        Endpoint::ALL.iter().map(|e| e.url()).collect::<Vec<_>>().join(", ")
+        Endpoint::ALL
+            .iter()
+            .map(|e| e.url())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -88,7 +92,10 @@ mod tests {
         for e in Endpoint::ALL {
             assert_eq!(Endpoint::from_url(e.url()), Some(e));
         }
-        assert_eq!(Endpoint::from_url("/chat/completions"), Some(Endpoint::ChatCompletions));
+        assert_eq!(
+            Endpoint::from_url("/chat/completions"),
+            Some(Endpoint::ChatCompletions)
+        );
         assert_eq!(Endpoint::from_url("/v1/chat/completion"), None);
         assert_eq!(Endpoint::from_url(""), None);
     }

@@ -142,7 +142,9 @@ impl<'de> Visitor<'de> for LineVisitor {
                     }
                 }
                 "body" => {
-                    let body = map.next_value_seed(BodySeed { want_prompt: self.want_prompt })?;
+                    let body = map.next_value_seed(BodySeed {
+                        want_prompt: self.want_prompt,
+                    })?;
                     if found.body.replace(body).is_some() {
                         return Err(dup("body"));
                     }
@@ -173,7 +175,11 @@ impl<'de> Visitor<'de> for BodySeed {
         f.write_str("an object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
-        let mut body = Body { is_object: true, kind: "an object", ..Body::default() };
+        let mut body = Body {
+            is_object: true,
+            kind: "an object",
+            ..Body::default()
+        };
         while let Some(key) = map.next_key::<Cow<'de, str>>()? {
             match key.as_ref() {
                 "model" => {
@@ -181,7 +187,9 @@ impl<'de> Visitor<'de> for BodySeed {
                         return Err(dup("body.model"));
                     }
                 }
-                "stream" => body.stream_true = matches!(map.next_value::<Field>()?, Field::Other("true")),
+                "stream" => {
+                    body.stream_true = matches!(map.next_value::<Field>()?, Field::Other("true"))
+                }
                 "input" => {
                     if self.want_prompt {
                         let raw: &'de RawValue = map.next_value()?;
@@ -193,7 +201,9 @@ impl<'de> Visitor<'de> for BodySeed {
                 }
                 "messages" if self.want_prompt => body.prompt.messages = Some(map.next_value()?),
                 "prompt" if self.want_prompt => body.prompt.prompt = Some(map.next_value()?),
-                "instructions" if self.want_prompt => body.prompt.instructions = Some(map.next_value()?),
+                "instructions" if self.want_prompt => {
+                    body.prompt.instructions = Some(map.next_value()?)
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -203,25 +213,46 @@ impl<'de> Visitor<'de> for BodySeed {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
         while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Body { kind: "an array", ..Body::default() })
+        Ok(Body {
+            kind: "an array",
+            ..Body::default()
+        })
     }
     fn visit_str<E>(self, _: &str) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "a string", ..Body::default() })
+        Ok(Body {
+            kind: "a string",
+            ..Body::default()
+        })
     }
     fn visit_bool<E>(self, _: bool) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "a boolean", ..Body::default() })
+        Ok(Body {
+            kind: "a boolean",
+            ..Body::default()
+        })
     }
     fn visit_i64<E>(self, _: i64) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "a number", ..Body::default() })
+        Ok(Body {
+            kind: "a number",
+            ..Body::default()
+        })
     }
     fn visit_u64<E>(self, _: u64) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "a number", ..Body::default() })
+        Ok(Body {
+            kind: "a number",
+            ..Body::default()
+        })
     }
     fn visit_f64<E>(self, _: f64) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "a number", ..Body::default() })
+        Ok(Body {
+            kind: "a number",
+            ..Body::default()
+        })
     }
     fn visit_unit<E>(self) -> Result<Body<'de>, E> {
-        Ok(Body { kind: "null", ..Body::default() })
+        Ok(Body {
+            kind: "null",
+            ..Body::default()
+        })
     }
 }
 
@@ -276,7 +307,9 @@ impl<'de> Deserialize<'de> for InputCount {
 }
 
 fn count_inputs(raw: &RawValue) -> u64 {
-    serde_json::from_str::<InputCount>(raw.get()).map(|c| c.0).unwrap_or(1)
+    serde_json::from_str::<InputCount>(raw.get())
+        .map(|c| c.0)
+        .unwrap_or(1)
 }
 
 fn describe(field: &Option<Field>) -> &'static str {
@@ -299,17 +332,32 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
     let custom_id = match found.custom_id {
         Some(Field::Str(s)) if !s.is_empty() => s,
         Some(Field::Str(_)) => return Err("custom_id is empty".into()),
-        ref other => return Err(format!("custom_id must be a non-empty string, found {}", describe(other))),
+        ref other => {
+            return Err(format!(
+                "custom_id must be a non-empty string, found {}",
+                describe(other)
+            ))
+        }
     };
     match &found.method {
         Some(Field::Str(m)) if m == "POST" => {}
         Some(Field::Str(m)) => return Err(format!("method must be \"POST\", found \"{m}\"")),
-        other => return Err(format!("method must be \"POST\", found {}", describe(other))),
+        other => {
+            return Err(format!(
+                "method must be \"POST\", found {}",
+                describe(other)
+            ))
+        }
     }
     let (url, endpoint) = match found.url {
         Some(Field::Str(u)) => match Endpoint::from_url(&u) {
             Some(e) => (u, e),
-            None => return Err(format!("unknown url \"{u}\" (known: {})", Endpoint::known_urls())),
+            None => {
+                return Err(format!(
+                    "unknown url \"{u}\" (known: {})",
+                    Endpoint::known_urls()
+                ))
+            }
         },
         ref other => return Err(format!("url must be a string, found {}", describe(other))),
     };
@@ -321,19 +369,34 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
     let model = match body.model {
         Some(Field::Str(m)) if !m.is_empty() => m,
         Some(Field::Str(_)) => return Err("body.model is empty".into()),
-        ref other => return Err(format!("body.model must be a string, found {}", describe(other))),
+        ref other => {
+            return Err(format!(
+                "body.model must be a string, found {}",
+                describe(other)
+            ))
+        }
     };
     if body.stream_true {
         return Err("body.stream is true: streaming is not allowed in a batch".into());
     }
-    Ok(RequestLine { custom_id, endpoint, url, model, inputs: body.inputs, prompt: body.prompt })
+    Ok(RequestLine {
+        custom_id,
+        endpoint,
+        url,
+        model,
+        inputs: body.inputs,
+        prompt: body.prompt,
+    })
 }
 
 /// Why a custom_id deserves a warning (it is accepted by OpenAI but not portable).
 pub fn custom_id_warning(id: &str) -> Option<&'static str> {
     if id.len() > super::limits::CUSTOM_ID_WARN_LEN {
         Some("custom_id longer than 64 characters")
-    } else if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+    } else if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
         Some("custom_id has characters outside [A-Za-z0-9_-]")
     } else {
         None
@@ -359,15 +422,42 @@ mod tests {
     fn reasons_name_the_problem() {
         let cases = [
             (r#"[1,2]"#, "invalid JSON"),
-            (r#"{"custom_id":1,"method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#, "custom_id must be a non-empty string, found a number"),
-            (r#"{"custom_id":"","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#, "custom_id is empty"),
-            (r#"{"custom_id":"x","method":"GET","url":"/v1/embeddings","body":{"model":"m"}}"#, "method must be \"POST\""),
-            (r#"{"custom_id":"x","method":"POST","url":"/v2/x","body":{"model":"m"}}"#, "unknown url"),
-            (r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":[]}"#, "body must be an object, found an array"),
-            (r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{}}"#, "body.model must be a string, found missing"),
-            (r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m","stream":true}}"#, "body.stream is true"),
-            (r#"{"custom_id":"x","custom_id":"y","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#, "duplicate key"),
-            (r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m"}} x"#, "invalid JSON"),
+            (
+                r#"{"custom_id":1,"method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#,
+                "custom_id must be a non-empty string, found a number",
+            ),
+            (
+                r#"{"custom_id":"","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#,
+                "custom_id is empty",
+            ),
+            (
+                r#"{"custom_id":"x","method":"GET","url":"/v1/embeddings","body":{"model":"m"}}"#,
+                "method must be \"POST\"",
+            ),
+            (
+                r#"{"custom_id":"x","method":"POST","url":"/v2/x","body":{"model":"m"}}"#,
+                "unknown url",
+            ),
+            (
+                r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":[]}"#,
+                "body must be an object, found an array",
+            ),
+            (
+                r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{}}"#,
+                "body.model must be a string, found missing",
+            ),
+            (
+                r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m","stream":true}}"#,
+                "body.stream is true",
+            ),
+            (
+                r#"{"custom_id":"x","custom_id":"y","method":"POST","url":"/v1/embeddings","body":{"model":"m"}}"#,
+                "duplicate key",
+            ),
+            (
+                r#"{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{"model":"m"}} x"#,
+                "invalid JSON",
+            ),
         ];
         for (line, want) in cases {
             let err = parse_request(line, false).unwrap_err();
@@ -377,9 +467,22 @@ mod tests {
 
     #[test]
     fn counts_embedding_inputs() {
-        let l = |input: &str| format!(r#"{{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{{"model":"m","input":{input}}}}}"#);
-        for (input, n) in [(r#""one""#, 1), (r#"["a","b","c"]"#, 3), ("[1,2,3]", 1), ("[[1,2],[3]]", 2)] {
-            assert_eq!(parse_request(&l(input), false).unwrap().inputs, n, "{input}");
+        let l = |input: &str| {
+            format!(
+                r#"{{"custom_id":"x","method":"POST","url":"/v1/embeddings","body":{{"model":"m","input":{input}}}}}"#
+            )
+        };
+        for (input, n) in [
+            (r#""one""#, 1),
+            (r#"["a","b","c"]"#, 3),
+            ("[1,2,3]", 1),
+            ("[[1,2],[3]]", 2),
+        ] {
+            assert_eq!(
+                parse_request(&l(input), false).unwrap().inputs,
+                n,
+                "{input}"
+            );
             assert_eq!(parse_request(&l(input), true).unwrap().inputs, n, "{input}");
         }
     }

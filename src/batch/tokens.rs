@@ -26,7 +26,9 @@ impl Encoding {
     /// (gpt-4o, gpt-4.1, gpt-5, o-series and unknown models).
     pub fn for_model(model: &str) -> Encoding {
         let m = model.strip_prefix("ft:").unwrap_or(model);
-        let cl100k = (m.starts_with("gpt-4") && !m.starts_with("gpt-4o") && !m.starts_with("gpt-4.")
+        let cl100k = (m.starts_with("gpt-4")
+            && !m.starts_with("gpt-4o")
+            && !m.starts_with("gpt-4.")
             && !m.starts_with("gpt-4-o"))
             || m.starts_with("gpt-3.5")
             || m.starts_with("gpt-35")
@@ -66,9 +68,13 @@ impl Encoding {
 /// Prompt tokens of a request line parsed with `want_prompt`.
 pub fn prompt_tokens(req: &RequestLine) -> u64 {
     let enc = Encoding::for_model(&req.model);
-    let parse = |raw: Option<&serde_json::value::RawValue>| raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+    let parse = |raw: Option<&serde_json::value::RawValue>| {
+        raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
+    };
     match req.endpoint {
-        Endpoint::ChatCompletions => parse(req.prompt.messages).map_or(0, |m| messages_tokens(enc, &m) + 3),
+        Endpoint::ChatCompletions => {
+            parse(req.prompt.messages).map_or(0, |m| messages_tokens(enc, &m) + 3)
+        }
         Endpoint::Responses => {
             let instructions = parse(req.prompt.instructions).map_or(0, |v| text_tokens(enc, &v));
             let input = match parse(req.prompt.input) {
@@ -84,7 +90,9 @@ pub fn prompt_tokens(req: &RequestLine) -> u64 {
 }
 
 fn messages_tokens(enc: Encoding, messages: &Value) -> u64 {
-    let Value::Array(items) = messages else { return text_tokens(enc, messages) };
+    let Value::Array(items) = messages else {
+        return text_tokens(enc, messages);
+    };
     items
         .iter()
         .map(|m| match m {
@@ -136,7 +144,10 @@ mod tests {
         assert_eq!(Encoding::for_model("gpt-4.1-mini"), Encoding::O200kBase);
         assert_eq!(Encoding::for_model("gpt-4-turbo"), Encoding::Cl100kBase);
         assert_eq!(Encoding::for_model("gpt-3.5-turbo"), Encoding::Cl100kBase);
-        assert_eq!(Encoding::for_model("text-embedding-3-small"), Encoding::Cl100kBase);
+        assert_eq!(
+            Encoding::for_model("text-embedding-3-small"),
+            Encoding::Cl100kBase
+        );
         assert_eq!(Encoding::for_model("o3-mini"), Encoding::O200kBase);
     }
 

@@ -33,7 +33,10 @@ pub struct RejectEcho {
 
 impl RejectEcho {
     pub fn new(quiet: bool) -> RejectEcho {
-        RejectEcho { shown: 0, limit: if quiet { 0 } else { 5 } }
+        RejectEcho {
+            shown: 0,
+            limit: if quiet { 0 } else { 5 },
+        }
     }
 
     pub fn echo(&mut self, file: &str, line: u64, offset: u64, reason: &str) {

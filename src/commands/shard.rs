@@ -149,7 +149,15 @@ struct GoodLine {
 enum Verdict {
     Blank,
     Good(GoodLine),
-    Bad { line: u64, offset: u64, start: usize, end: usize, cut: bool, reason: String, custom_id: Option<String> },
+    Bad {
+        line: u64,
+        offset: u64,
+        start: usize,
+        end: usize,
+        cut: bool,
+        reason: String,
+        custom_id: Option<String>,
+    },
 }
 
 /// A worker's outcome for one chunk: its verdicts and the (endpoint, model) keys they
@@ -161,7 +169,10 @@ struct ChunkVerdicts {
 
 fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
     let base = chunk.bytes.as_ptr() as usize;
-    let mut out = ChunkVerdicts { keys: Vec::new(), verdicts: Vec::with_capacity(chunk.line_count as usize) };
+    let mut out = ChunkVerdicts {
+        keys: Vec::new(),
+        verdicts: Vec::with_capacity(chunk.line_count as usize),
+    };
     for line in chunk.lines() {
         let start = line.bytes.as_ptr() as usize - base;
         let end = start + line.bytes.len();
@@ -175,44 +186,71 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
             custom_id,
         };
         if line.is_blank() {
-            out.verdicts.push((line.number, line.offset, Verdict::Blank));
+            out.verdicts
+                .push((line.number, line.offset, Verdict::Blank));
             continue;
         }
         if line.len + 1 > cfg.max_bytes {
-            let reason = format!("line is {} bytes, over --max-bytes {}", line.len + 1, cfg.max_bytes);
-            out.verdicts.push((line.number, line.offset, bad(reason, None)));
+            let reason = format!(
+                "line is {} bytes, over --max-bytes {}",
+                line.len + 1,
+                cfg.max_bytes
+            );
+            out.verdicts
+                .push((line.number, line.offset, bad(reason, None)));
             continue;
         }
         let text = match std::str::from_utf8(line.bytes) {
             Ok(t) => t,
             Err(e) => {
                 let reason = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to());
-                out.verdicts.push((line.number, line.offset, bad(reason, None)));
+                out.verdicts
+                    .push((line.number, line.offset, bad(reason, None)));
                 continue;
             }
         };
         let verdict = match parse_request(text, cfg.max_tokens.is_some()) {
             Err(reason) => bad(reason, None),
             Ok(req) => {
-                let tokens = if cfg.max_tokens.is_some() { tokens::prompt_tokens(&req) } else { 0 };
+                let tokens = if cfg.max_tokens.is_some() {
+                    tokens::prompt_tokens(&req)
+                } else {
+                    0
+                };
                 match cfg.max_tokens {
                     Some(max) if tokens > max => bad(
                         format!("request has {tokens} prompt tokens, over --max-tokens {max}"),
                         Some(req.custom_id.into_owned()),
                     ),
-                    _ if req.endpoint == Endpoint::Embeddings && req.inputs > cfg.max_embedding_inputs => bad(
-                        format!("request has {} embedding inputs, over --max-embedding-inputs {}", req.inputs, cfg.max_embedding_inputs),
-                        Some(req.custom_id.into_owned()),
-                    ),
+                    _ if req.endpoint == Endpoint::Embeddings
+                        && req.inputs > cfg.max_embedding_inputs =>
+                    {
+                        bad(
+                            format!(
+                                "request has {} embedding inputs, over --max-embedding-inputs {}",
+                                req.inputs, cfg.max_embedding_inputs
+                            ),
+                            Some(req.custom_id.into_owned()),
+                        )
+                    }
                     _ => {
-                        let group = match out.keys.iter().position(|(e, m)| *e == req.endpoint && *m == req.model) {
+                        let group = match out
+                            .keys
+                            .iter()
+                            .position(|(e, m)| *e == req.endpoint && *m == req.model)
+                        {
                             Some(i) => i,
                             None => {
-                                out.keys.push((req.endpoint, req.model.clone().into_owned()));
+                                out.keys
+                                    .push((req.endpoint, req.model.clone().into_owned()));
                                 out.keys.len() - 1
                             }
                         };
-                        let inputs = if req.endpoint == Endpoint::Embeddings { req.inputs } else { 0 };
+                        let inputs = if req.endpoint == Endpoint::Embeddings {
+                            req.inputs
+                        } else {
+                            0
+                        };
                         Verdict::Good(GoodLine {
                             start,
                             end,
@@ -265,20 +303,44 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn consume(&mut self, chunk: Chunk, verdicts: ChunkVerdicts) -> Result<Flow> {
-        let local: Vec<usize> = verdicts.keys.into_iter().map(|(e, m)| self.group_for(e, m)).collect();
+        let local: Vec<usize> = verdicts
+            .keys
+            .into_iter()
+            .map(|(e, m)| self.group_for(e, m))
+            .collect();
         for (number, offset, verdict) in verdicts.verdicts {
             self.totals.lines += 1;
             match verdict {
                 Verdict::Blank => self.totals.blank += 1,
-                Verdict::Bad { line, offset, start, end, cut, reason, custom_id } => {
-                    self.reject(Reject::new(line, offset, reason, &chunk.bytes[start..end], cut).with_custom_id(custom_id))?;
+                Verdict::Bad {
+                    line,
+                    offset,
+                    start,
+                    end,
+                    cut,
+                    reason,
+                    custom_id,
+                } => {
+                    self.reject(
+                        Reject::new(line, offset, reason, &chunk.bytes[start..end], cut)
+                            .with_custom_id(custom_id),
+                    )?;
                 }
                 Verdict::Good(good) => {
                     if let Some(&first) = self.seen.get(&good.id_hash) {
                         self.totals.duplicates += 1;
-                        let reason = format!("duplicate custom_id \"{}\" (first at line {first})", good.custom_id);
-                        let r = Reject::new(number, offset, reason, &chunk.bytes[good.start..good.end], false)
-                            .with_custom_id(Some(good.custom_id.into()));
+                        let reason = format!(
+                            "duplicate custom_id \"{}\" (first at line {first})",
+                            good.custom_id
+                        );
+                        let r = Reject::new(
+                            number,
+                            offset,
+                            reason,
+                            &chunk.bytes[good.start..good.end],
+                            false,
+                        )
+                        .with_custom_id(Some(good.custom_id.into()));
                         self.reject(r)?;
                         continue;
                     }
@@ -297,7 +359,12 @@ impl Writer<'_> {
 
     fn reject(&mut self, r: Reject) -> Result<()> {
         if self.cfg.on_error == ErrorMode::Fail {
-            return Err(Error::BadLine { file: self.name.clone(), line: r.line, offset: r.offset, reason: r.reason });
+            return Err(Error::BadLine {
+                file: self.name.clone(),
+                line: r.line,
+                offset: r.offset,
+                reason: r.reason,
+            });
         }
         self.totals.rejected += 1;
         self.echo.echo(&self.name, r.line, r.offset, &r.reason);
@@ -311,11 +378,21 @@ impl Writer<'_> {
         let mut base = format!("{}.{}", endpoint.short_name(), sanitize(&model));
         if !self.used_names.insert(base.clone()) {
             // Two models that sanitise alike ("a/b", "a_b") get distinct names.
-            base = format!("{base}-{:08x}", xxhash_rust::xxh3::xxh3_64(model.as_bytes()) as u32);
+            base = format!(
+                "{base}-{:08x}",
+                xxhash_rust::xxh3::xxh3_64(model.as_bytes()) as u32
+            );
             self.used_names.insert(base.clone());
         }
-        self.groups.push(Group { endpoint, model: model.clone(), base_name: base, next_index: 0, open: None });
-        self.group_index.insert((endpoint, model), self.groups.len() - 1);
+        self.groups.push(Group {
+            endpoint,
+            model: model.clone(),
+            base_name: base,
+            next_index: 0,
+            open: None,
+        });
+        self.group_index
+            .insert((endpoint, model), self.groups.len() - 1);
         self.groups.len() - 1
     }
 
@@ -328,7 +405,9 @@ impl Writer<'_> {
                 let m = &s.meta;
                 m.requests + 1 > cfg.max_requests
                     || m.bytes + line_bytes > cfg.max_bytes
-                    || cfg.max_tokens.is_some_and(|max| m.tokens.unwrap_or(0) + good.tokens > max)
+                    || cfg
+                        .max_tokens
+                        .is_some_and(|max| m.tokens.unwrap_or(0) + good.tokens > max)
                     || (self.groups[g].endpoint == Endpoint::Embeddings
                         && m.embedding_inputs.unwrap_or(0) + good.inputs > cfg.max_embedding_inputs)
             }
@@ -338,7 +417,11 @@ impl Writer<'_> {
             let group = &mut self.groups[g];
             let name = format!("{}.{:04}.jsonl", group.base_name, group.next_index);
             group.next_index += 1;
-            let file = if cfg.check { None } else { Some(AtomicFile::create(&cfg.out_dir.join(&name))?) };
+            let file = if cfg.check {
+                None
+            } else {
+                Some(AtomicFile::create(&cfg.out_dir.join(&name))?)
+            };
             group.open = Some(OpenShard {
                 file,
                 hasher: Sha256::new(),
@@ -410,7 +493,13 @@ pub fn sanitize(model: &str) -> String {
     let s: String = model
         .chars()
         .take(100)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         "_".to_string()
@@ -450,11 +539,19 @@ fn prepare_out_dir(cfg: &ShardConfig) -> Result<Vec<String>> {
 
 /// Runs `shard`.
 pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
-    if cfg.max_requests == 0 || cfg.max_bytes < 2 || cfg.max_tokens == Some(0) || cfg.max_embedding_inputs == 0 {
+    if cfg.max_requests == 0
+        || cfg.max_bytes < 2
+        || cfg.max_tokens == Some(0)
+        || cfg.max_embedding_inputs == 0
+    {
         return Err(Error::Usage("limits must be positive".into()));
     }
     let input = OpenInput::open(&cfg.input)?;
-    let stale = if cfg.check { Vec::new() } else { prepare_out_dir(cfg)? };
+    let stale = if cfg.check {
+        Vec::new()
+    } else {
+        prepare_out_dir(cfg)?
+    };
     let rejects_path = match (&cfg.rejects, cfg.on_error, cfg.check) {
         (_, _, true) | (_, ErrorMode::Fail, _) => None,
         (Some(p), ErrorMode::Skip, false) => Some(p.clone()),
@@ -465,7 +562,9 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         None => RejectSink::create(None)?,
     };
     let mut engine_cfg = cfg.engine.clone();
-    engine_cfg.max_line = usize::try_from(cfg.max_bytes).unwrap_or(usize::MAX).min(engine_cfg.max_line.max(1 << 20));
+    engine_cfg.max_line = usize::try_from(cfg.max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(engine_cfg.max_line.max(1 << 20));
     let mut writer = Writer {
         cfg,
         name: input.name().to_string(),
@@ -479,11 +578,22 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         rejects,
         echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
     };
-    let stats = engine::run(input, &engine_cfg, |chunk| check_chunk(chunk, cfg), |chunk, v| writer.consume(chunk, v))?;
+    let stats = engine::run(
+        input,
+        &engine_cfg,
+        |chunk| check_chunk(chunk, cfg),
+        |chunk, v| writer.consume(chunk, v),
+    )?;
     for g in 0..writer.groups.len() {
         writer.close(g)?;
     }
-    let Writer { mut finished, mut totals, warning_kinds, rejects, .. } = writer;
+    let Writer {
+        mut finished,
+        mut totals,
+        warning_kinds,
+        rejects,
+        ..
+    } = writer;
     // Group creation order, then file counter (names sort that way within a group).
     finished.sort_by(|a, b| (a.0, &a.1.name).cmp(&(b.0, &b.1.name)));
     if cfg.max_tokens.is_some() && totals.tokens.is_none() {
@@ -500,7 +610,10 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
             written.insert(meta.name);
         }
         for name in stale.iter().filter(|n| !written.contains(*n)) {
-            let _ = std::fs::remove_file(cfg.out_dir.join(Path::new(name).file_name().unwrap_or_default()));
+            let _ = std::fs::remove_file(
+                cfg.out_dir
+                    .join(Path::new(name).file_name().unwrap_or_default()),
+            );
         }
         let manifest = Manifest {
             version: 1,
@@ -520,8 +633,15 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         m.write_all(&text)?;
         m.commit()?;
     }
-    debug_assert_eq!(totals.lines, totals.blank + totals.requests + totals.rejected);
-    let outcome = if totals.rejected > 0 { Outcome::WithRejects } else { Outcome::Clean };
+    debug_assert_eq!(
+        totals.lines,
+        totals.blank + totals.requests + totals.rejected
+    );
+    let outcome = if totals.rejected > 0 {
+        Outcome::WithRejects
+    } else {
+        Outcome::Clean
+    };
     Ok(ShardSummary {
         command: "shard",
         input: cfg.input.display_name(),
@@ -565,7 +685,10 @@ impl ShardSummary {
     pub fn plan(&self) -> String {
         let mut s = String::new();
         for f in &self.shards {
-            s.push_str(&format!("{}\t{}\t{}\t{} requests\t{} bytes", f.name, f.endpoint, f.model, f.requests, f.bytes));
+            s.push_str(&format!(
+                "{}\t{}\t{}\t{} requests\t{} bytes",
+                f.name, f.endpoint, f.model, f.requests, f.bytes
+            ));
             if let Some(t) = f.tokens {
                 s.push_str(&format!("\t{t} tokens"));
             }

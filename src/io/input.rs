@@ -65,7 +65,11 @@ impl std::fmt::Display for InputSpec {
 
 /// The bytes of one chunk: a window on a shared memory map, or an owned buffer.
 pub enum ChunkBytes {
-    Mapped { map: Arc<Mmap>, start: usize, end: usize },
+    Mapped {
+        map: Arc<Mmap>,
+        start: usize,
+        end: usize,
+    },
     Owned(Vec<u8>),
 }
 
@@ -113,8 +117,7 @@ pub struct Line<'a> {
 impl Line<'_> {
     /// A line holding only spaces and tabs (or nothing) is blank: skipped and counted.
     pub fn is_blank(&self) -> bool {
-        self.len == self.bytes.len() as u64
-            && self.bytes.iter().all(|&b| b == b' ' || b == b'\t')
+        self.len == self.bytes.len() as u64 && self.bytes.iter().all(|&b| b == b' ' || b == b'\t')
     }
 
     /// True when only the beginning of the line was kept.
@@ -181,7 +184,12 @@ impl<'a> Iterator for Lines<'a> {
             Some(n) => n,
             None => line.len() as u64,
         };
-        Some(Line { number, offset, bytes: line, len })
+        Some(Line {
+            number,
+            offset,
+            bytes: line,
+            len,
+        })
     }
 }
 
@@ -200,7 +208,11 @@ pub enum OpenInput {
     /// A regular uncompressed file, mapped whole.
     Mapped { map: Arc<Mmap>, name: String },
     /// A stream: stdin, a pipe, or a decompressor.
-    Stream { reader: Box<dyn Read + Send>, name: String, known_len: Option<u64> },
+    Stream {
+        reader: Box<dyn Read + Send>,
+        name: String,
+        known_len: Option<u64>,
+    },
 }
 
 impl OpenInput {
@@ -221,18 +233,28 @@ impl OpenInput {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
-            return Err(Error::Other(format!("{name}: is a directory, expected a file")));
+            return Err(Error::Other(format!(
+                "{name}: is a directory, expected a file"
+            )));
         }
         let compression = Compression::from_name(&name);
         let known_len = meta.is_file().then_some(meta.len());
         match compression {
             Compression::Zstd => {
                 let dec = zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?;
-                Ok(OpenInput::Stream { reader: Box::new(dec), name, known_len: None })
+                Ok(OpenInput::Stream {
+                    reader: Box::new(dec),
+                    name,
+                    known_len: None,
+                })
             }
             Compression::Gzip => {
                 let dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
-                Ok(OpenInput::Stream { reader: Box::new(dec), name, known_len: None })
+                Ok(OpenInput::Stream {
+                    reader: Box::new(dec),
+                    name,
+                    known_len: None,
+                })
             }
             Compression::None if meta.is_file() && meta.len() > 0 => {
                 // SAFETY: the file is opened read-only and is a regular file named by the
@@ -241,11 +263,16 @@ impl OpenInput {
                 let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
                 #[cfg(unix)]
                 let _ = map.advise(memmap2::Advice::Sequential);
-                Ok(OpenInput::Mapped { map: Arc::new(map), name })
+                Ok(OpenInput::Mapped {
+                    map: Arc::new(map),
+                    name,
+                })
             }
-            Compression::None => {
-                Ok(OpenInput::Stream { reader: Box::new(file), name, known_len })
-            }
+            Compression::None => Ok(OpenInput::Stream {
+                reader: Box::new(file),
+                name,
+                known_len,
+            }),
         }
     }
 
@@ -334,7 +361,11 @@ impl MappedChunks {
             index: self.index,
             offset: start as u64,
             first_line: self.line,
-            bytes: ChunkBytes::Mapped { map: Arc::clone(&self.map), start, end },
+            bytes: ChunkBytes::Mapped {
+                map: Arc::clone(&self.map),
+                start,
+                end,
+            },
             line_count: lines,
             oversize_len: None,
         };
@@ -380,7 +411,13 @@ impl StreamChunks {
         Ok(())
     }
 
-    fn emit(&mut self, bytes: Vec<u8>, oversize_len: Option<u64>, consumed: u64, lines: u64) -> Chunk {
+    fn emit(
+        &mut self,
+        bytes: Vec<u8>,
+        oversize_len: Option<u64>,
+        consumed: u64,
+        lines: u64,
+    ) -> Chunk {
         let chunk = Chunk {
             index: self.index,
             offset: self.offset,

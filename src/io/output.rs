@@ -80,14 +80,21 @@ impl AtomicFile {
         let encoder = match Compression::from_name(&file_name) {
             Compression::None => Encoder::Plain(buf),
             Compression::Zstd => {
-                let enc = zstd::stream::write::Encoder::new(buf, 3).map_err(|e| Error::io(dest, e))?;
+                let enc =
+                    zstd::stream::write::Encoder::new(buf, 3).map_err(|e| Error::io(dest, e))?;
                 Encoder::Zstd(enc)
             }
-            Compression::Gzip => {
-                Encoder::Gzip(flate2::write::GzEncoder::new(buf, flate2::Compression::default()))
-            }
+            Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                buf,
+                flate2::Compression::default(),
+            )),
         };
-        Ok(AtomicFile { dest: dest.to_path_buf(), temp: Some(temp), encoder: Some(encoder), bytes_in: 0 })
+        Ok(AtomicFile {
+            dest: dest.to_path_buf(),
+            temp: Some(temp),
+            encoder: Some(encoder),
+            bytes_in: 0,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -101,7 +108,11 @@ impl AtomicFile {
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.bytes_in += bytes.len() as u64;
-        let res = match self.encoder.as_mut().expect("AtomicFile written after commit") {
+        let res = match self
+            .encoder
+            .as_mut()
+            .expect("AtomicFile written after commit")
+        {
             Encoder::Plain(w) => w.write_all(bytes),
             Encoder::Zstd(w) => w.write_all(bytes),
             Encoder::Gzip(w) => w.write_all(bytes),
@@ -121,8 +132,12 @@ impl AtomicFile {
         let dest = self.dest.clone();
         let file = match self.encoder.take().expect("AtomicFile committed twice") {
             Encoder::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
-            Encoder::Zstd(w) => w.finish().and_then(|b| b.into_inner().map_err(|e| e.into_error())),
-            Encoder::Gzip(w) => w.finish().and_then(|b| b.into_inner().map_err(|e| e.into_error())),
+            Encoder::Zstd(w) => w
+                .finish()
+                .and_then(|b| b.into_inner().map_err(|e| e.into_error())),
+            Encoder::Gzip(w) => w
+                .finish()
+                .and_then(|b| b.into_inner().map_err(|e| e.into_error())),
         }
         .map_err(|e| Error::io(&dest, e))?;
         file.sync_all().map_err(|e| Error::io(&dest, e))?;
@@ -142,7 +157,9 @@ impl PendingFile {
     /// Renames the file into place.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;
-        self.temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        self.temp
+            .persist(&dest)
+            .map_err(|e| Error::io(&dest, e.error))?;
         Ok(())
     }
 }
@@ -156,7 +173,10 @@ pub enum Output {
 impl Output {
     pub fn create(spec: &OutputSpec) -> Result<Output> {
         match spec {
-            OutputSpec::Stdout => Ok(Output::Stdout(BufWriter::with_capacity(BUF_BYTES, io::stdout()))),
+            OutputSpec::Stdout => Ok(Output::Stdout(BufWriter::with_capacity(
+                BUF_BYTES,
+                io::stdout(),
+            ))),
             OutputSpec::Path(p) => Ok(Output::File(AtomicFile::create(p)?)),
         }
     }

@@ -26,7 +26,13 @@ pub struct Reject {
 
 impl Reject {
     /// A reject for `bytes` (the line as read; possibly only its beginning).
-    pub fn new(line: u64, offset: u64, reason: impl Into<String>, bytes: &[u8], cut: bool) -> Reject {
+    pub fn new(
+        line: u64,
+        offset: u64,
+        reason: impl Into<String>,
+        bytes: &[u8],
+        cut: bool,
+    ) -> Reject {
         let keep = bytes.len().min(MAX_REJECT_TEXT);
         Reject {
             line,
@@ -58,11 +64,19 @@ impl RejectSink {
             Some(s) => Some(Output::create(s)?),
             None => None,
         };
-        Ok(RejectSink { out, count: 0, buf: Vec::new() })
+        Ok(RejectSink {
+            out,
+            count: 0,
+            buf: Vec::new(),
+        })
     }
 
     pub fn to_file(path: &std::path::Path) -> Result<RejectSink> {
-        Ok(RejectSink { out: Some(Output::File(AtomicFile::create(path)?)), count: 0, buf: Vec::new() })
+        Ok(RejectSink {
+            out: Some(Output::File(AtomicFile::create(path)?)),
+            count: 0,
+            buf: Vec::new(),
+        })
     }
 
     pub fn write(&mut self, reject: &Reject) -> Result<()> {

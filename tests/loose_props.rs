@@ -1,0 +1,319 @@
+//! Property and adversarial tests for `loose::parse`: it never panics, always returns
+//! valid JSON, reads strict JSON unchanged, never invents data when a value is cut, and
+//! finishes on megabyte-sized hostile inputs.
+
+use batchline::loose::{parse, LooseValue, ParseOptions, Refusal, Repair};
+use proptest::prelude::*;
+use serde_json::Value;
+
+const LOOSE: ParseOptions = ParseOptions {
+    strict: false,
+    provider_truncated: false,
+};
+
+/// Every returned value is valid JSON and every refusal reason is documented.
+fn check_output(r: &Result<Vec<LooseValue>, Refusal>) {
+    match r {
+        Ok(vals) => {
+            assert!(!vals.is_empty());
+            for v in vals {
+                if let Err(e) = serde_json::from_str::<Value>(&v.json) {
+                    panic!("invalid JSON output {:?}: {e}", v.json);
+                }
+                for r in &v.repairs {
+                    assert!(Repair::ALL.contains(r));
+                }
+            }
+        }
+        Err(r) => assert!(
+            Refusal::REASONS.contains(&r.reason),
+            "undocumented reason {}",
+            r.reason
+        ),
+    }
+}
+
+fn run_all_opts(text: &str) {
+    for strict in [false, true] {
+        for provider_truncated in [false, true] {
+            check_output(&parse(
+                text,
+                &ParseOptions {
+                    strict,
+                    provider_truncated,
+                },
+            ));
+        }
+    }
+}
+
+const PIECES: &[&str] = &[
+    "{",
+    "}",
+    "[",
+    "]",
+    "\"",
+    "'",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "a",
+    "key",
+    "1",
+    "-",
+    "0",
+    ".",
+    "e",
+    "true",
+    "True",
+    "None",
+    "NaN",
+    "null",
+    "//",
+    "/*",
+    "*/",
+    "#",
+    "\\",
+    "\\u",
+    "\\ud800",
+    "```",
+    "```json\n",
+    "~~~",
+    "<think>",
+    "</think>",
+    "<answer>",
+    "“",
+    "”",
+    "‘",
+    "’",
+    "\u{feff}",
+    "%",
+    "é",
+    "\t",
+    "\u{1}",
+    "Here is the JSON:",
+    "example",
+    "corrected",
+    "😀",
+    "1,000",
+    "{\"a\":",
+    "[1,",
+    "\"x\"",
+];
+
+fn loose_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(prop::sample::select(PIECES), 0..120).prop_map(|v| v.concat())
+}
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        any::<f64>()
+            .prop_filter("finite", |f| f.is_finite())
+            .prop_map(Value::from),
+        ".*".prop_map(Value::String),
+        "[a-z\"'\\\\ {}\\[\\],:`<>#/*\n]{0,12}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(5, 64, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            prop::collection::btree_map("[a-z\"' ]{0,6}", inner, 0..8)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// `out` keeps only what `orig` holds: same types, equal scalars, a subset of members
+/// and a prefix of elements whose last may itself be cut.
+fn is_sub(out: &Value, orig: &Value) -> bool {
+    match (out, orig) {
+        (Value::Object(o), Value::Object(g)) => o
+            .iter()
+            .all(|(k, v)| g.get(k).is_some_and(|gv| is_sub(v, gv))),
+        (Value::Array(o), Value::Array(g)) => {
+            o.len() <= g.len()
+                && o.iter().zip(g).enumerate().all(|(i, (a, b))| {
+                    if i + 1 == o.len() {
+                        is_sub(a, b)
+                    } else {
+                        a == b
+                    }
+                })
+        }
+        (a, b) => a == b,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn never_panics_on_loose_pieces(text in loose_text()) {
+        run_all_opts(&text);
+    }
+
+    #[test]
+    fn never_panics_on_any_string(text in any::<String>()) {
+        run_all_opts(&text);
+    }
+
+    #[test]
+    fn never_panics_on_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        run_all_opts(&String::from_utf8_lossy(&bytes));
+    }
+
+    #[test]
+    fn strict_json_roundtrips(v in json_value(), pretty in any::<bool>()) {
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
+        let got = parse(&text, &LOOSE).map_err(|r| TestCaseError::fail(format!("{text}: {r}")))?;
+        prop_assert_eq!(got.len(), 1);
+        prop_assert!(got[0].repairs.is_empty(), "{} repairs {:?}", text, got[0].repairs);
+        prop_assert!(!got[0].truncated);
+        prop_assert_eq!(&got[0].json, &serde_json::to_string(&v).unwrap());
+        // serde_json's default float parsing is not exact: compare through the same parser.
+        let back: Value = serde_json::from_str(&got[0].json).unwrap();
+        let want: Value = serde_json::from_str(&text).unwrap();
+        prop_assert_eq!(back, want);
+        // Strict mode accepts it too.
+        let strict = ParseOptions { strict: true, provider_truncated: false };
+        prop_assert!(parse(&text, &strict).is_ok());
+    }
+
+    #[test]
+    fn fenced_strict_json_roundtrips(v in json_value()) {
+        let text = format!("Here you go:\n```json\n{}\n```\nDone.", serde_json::to_string_pretty(&v).unwrap());
+        let got = parse(&text, &LOOSE).map_err(|r| TestCaseError::fail(format!("{text}: {r}")))?;
+        prop_assert_eq!(got.len(), 1);
+        let back: Value = serde_json::from_str(&got[0].json).unwrap();
+        let want: Value = serde_json::from_str(&serde_json::to_string(&v).unwrap()).unwrap();
+        prop_assert_eq!(back, want);
+    }
+
+    #[test]
+    fn cut_values_never_invent(v in json_value(), frac in 0.0f64..1.0) {
+        prop_assume!(v.is_array() || v.is_object());
+        let text = serde_json::to_string(&v).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        let mut k = ((text.len() as f64) * frac) as usize;
+        while !text.is_char_boundary(k) { k -= 1; }
+        let cut = &text[..k.max(1)];
+        match parse(cut, &LOOSE) {
+            Ok(vals) => {
+                prop_assert_eq!(vals.len(), 1, "{}", cut);
+                let out: Value = serde_json::from_str(&vals[0].json).unwrap();
+                prop_assert!(is_sub(&out, &v), "{} -> {} not within {}", cut, vals[0].json, text);
+                prop_assert_eq!(vals[0].truncated, cut.len() < text.len());
+            }
+            Err(r) => prop_assert!(false, "{} refused: {}", cut, r),
+        }
+    }
+}
+
+/// Builds about 1 MB by repeating `unit`.
+fn mb(unit: &str) -> String {
+    unit.repeat((1 << 20) / unit.len().max(1))
+}
+
+#[test]
+fn adversarial_megabytes_finish() {
+    let units = [
+        "[",
+        "{",
+        "\"",
+        "'",
+        "{\"a\":",
+        "{\"a\":\"",
+        "[1,",
+        "1,",
+        "}",
+        "]",
+        ",",
+        "```\n",
+        "```json\n[\"",
+        "```\n{",
+        "<think>",
+        "</think>",
+        "<answer>",
+        "\\",
+        "\"\\",
+        "“",
+        "a\" ",
+        "' ",
+        "{a",
+        "[{\"a\":[",
+        "/*",
+        "//",
+        "#",
+        " ",
+        "\n",
+        "{}",
+        "[]",
+        "{} ",
+        "{x} ",
+        "[a] ",
+        "NaN",
+        "tru",
+        "-",
+        "0",
+        "{\"a\":1}\n",
+        "\"a\":\"b\",",
+        "Example: {\"a\": 1}\n",
+    ];
+    for unit in units {
+        let text = mb(unit);
+        let start = std::time::Instant::now();
+        check_output(&parse(&text, &LOOSE));
+        check_output(&parse(
+            &text,
+            &ParseOptions {
+                strict: true,
+                provider_truncated: true,
+            },
+        ));
+        // Wrapped in an open array and in an open fence as well.
+        check_output(&parse(&format!("[{text}"), &LOOSE));
+        check_output(&parse(&format!("```json\n{text}"), &LOOSE));
+        eprintln!("{unit:?}: {:?}", start.elapsed());
+    }
+}
+
+#[test]
+fn adversarial_random_mixes_finish() {
+    // A fixed xorshift so the test is deterministic without extra crates.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for _ in 0..4 {
+        let mut s = String::with_capacity(1 << 20);
+        while s.len() < (1 << 20) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            s.push_str(PIECES[(x % PIECES.len() as u64) as usize]);
+        }
+        run_all_opts(&s);
+    }
+}
+
+#[test]
+fn deep_nesting_is_refused_not_recursed() {
+    let r = parse(&"[".repeat(1 << 20), &LOOSE).unwrap_err();
+    assert_eq!(r.reason, "too_deep");
+    let r = parse(&"{\"a\":".repeat(1 << 18), &LOOSE).unwrap_err();
+    assert_eq!(r.reason, "too_deep");
+    let ok = format!("{}{}", "[".repeat(512), "]".repeat(512));
+    assert!(parse(&ok, &LOOSE).is_ok());
+}
+
+#[test]
+fn large_valid_input_is_fast_path() {
+    let item =
+        r#"{"prompt":"translate the café menu","single_token":"data","n":12345678901234567890}"#;
+    let text = format!("[{}]", vec![item; 20000].join(","));
+    let got = parse(&text, &LOOSE).unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].repairs.is_empty());
+    assert_eq!(got[0].json, text);
+}

@@ -33,6 +33,10 @@ pub struct GlobalArgs {
     /// goes to stdout).
     #[arg(long, global = true)]
     pub json: bool,
+    /// Do not fsync outputs before renaming them into place (faster; still atomic
+    /// against a crash of batchline, not against a power cut).
+    #[arg(long, global = true)]
+    pub no_sync: bool,
     /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,

@@ -30,6 +30,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<Outcome, Error> {
     let g = cli.global;
+    if g.no_sync {
+        batchline::io::output::SYNC_ON_COMMIT.store(false, Ordering::Relaxed);
+    }
     let mode = g.summary_mode();
     match cli.command {
         Command::Shard(args) => {

@@ -200,10 +200,9 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                 .push((line.number, line.offset, bad(reason, None)));
             continue;
         }
-        let text = match std::str::from_utf8(line.bytes) {
+        let text = match line.text() {
             Ok(t) => t,
-            Err(e) => {
-                let reason = format!("invalid UTF-8 at byte {} of the line", e.valid_up_to());
+            Err(reason) => {
                 out.verdicts
                     .push((line.number, line.offset, bad(reason, None)));
                 continue;

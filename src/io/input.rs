@@ -120,6 +120,17 @@ impl Line<'_> {
         self.len == self.bytes.len() as u64 && self.bytes.iter().all(|&b| b == b' ' || b == b'\t')
     }
 
+    /// The line as UTF-8 text (SIMD-validated), or the reason it is not.
+    pub fn text(&self) -> std::result::Result<&str, String> {
+        match simdutf8::basic::from_utf8(self.bytes) {
+            Ok(t) => Ok(t),
+            Err(_) => {
+                let at = simdutf8::compat::from_utf8(self.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+                Err(format!("invalid UTF-8 at byte {at} of the line"))
+            }
+        }
+    }
+
     /// True when only the beginning of the line was kept.
     pub fn is_cut(&self) -> bool {
         self.len != self.bytes.len() as u64

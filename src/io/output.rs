@@ -15,6 +15,11 @@ use crate::error::{Error, Result};
 
 const BUF_BYTES: usize = 1 << 20;
 
+/// Whether committed files are synced to disk before the rename (the default). Turning
+/// it off (`--no-sync`) keeps outputs atomic against a crash of the process, but not
+/// against a crash of the machine.
+pub static SYNC_ON_COMMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 /// Where an output goes: a path, or `-` for standard output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputSpec {
@@ -140,7 +145,9 @@ impl AtomicFile {
                 .and_then(|b| b.into_inner().map_err(|e| e.into_error())),
         }
         .map_err(|e| Error::io(&dest, e))?;
-        file.sync_all().map_err(|e| Error::io(&dest, e))?;
+        if SYNC_ON_COMMIT.load(std::sync::atomic::Ordering::Relaxed) {
+            file.sync_all().map_err(|e| Error::io(&dest, e))?;
+        }
         drop(file);
         let temp = self.temp.take().expect("temp path present until commit");
         Ok(PendingFile { dest, temp })

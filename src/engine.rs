@@ -118,14 +118,25 @@ where
     });
 
     let (result_tx, result_rx) = unbounded::<Message<T>>();
+    // Dropped by the consumer when it returns: tells idle workers to quit even while the
+    // reader is blocked on a read that will never finish (stdin after Ctrl-C).
+    let (stop_tx, stop_rx) = bounded::<()>(0);
     let map = &map;
     let consume = &mut consume;
     let stats = std::thread::scope(|scope| {
         for _ in 0..threads {
             let chunk_rx = chunk_rx.clone();
             let result_tx = result_tx.clone();
-            scope.spawn(move || {
-                for (index, item) in chunk_rx.iter() {
+            let stop_rx = stop_rx.clone();
+            scope.spawn(move || loop {
+                let (index, item) = crossbeam_channel::select! {
+                    recv(chunk_rx) -> msg => match msg {
+                        Ok(m) => m,
+                        Err(_) => break,
+                    },
+                    recv(stop_rx) -> _ => break,
+                };
+                {
                     let out = item.map(|chunk| {
                         let t = map(&chunk);
                         (chunk, t)
@@ -140,7 +151,9 @@ where
         drop(chunk_rx);
         // Owns the permit sender and result receiver: returning drops them, which
         // stops the reader and the workers.
-        consume_in_order(result_rx, permit_tx, consume, progress.as_ref())
+        let stats = consume_in_order(result_rx, permit_tx, consume, progress.as_ref());
+        drop(stop_tx);
+        stats
     });
     if let Some(p) = progress {
         p.finish_and_clear();
@@ -162,7 +175,18 @@ where
     let mut stats = RunStats::default();
     let mut pending: BTreeMap<u64, Result<(Chunk, T)>> = BTreeMap::new();
     let mut next = 0u64;
-    for (index, item) in results.iter() {
+    loop {
+        // Wake up now and then so that Ctrl-C is honoured even while stdin is idle.
+        let (index, item) = match results.recv_timeout(Duration::from_millis(100)) {
+            Ok(msg) => msg,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if INTERRUPTED.load(Ordering::Relaxed) {
+                    return Err(Error::Interrupted);
+                }
+                continue;
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
         pending.insert(index, item);
         while let Some(item) = pending.remove(&next) {
             if INTERRUPTED.load(Ordering::Relaxed) {

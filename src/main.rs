@@ -21,6 +21,10 @@ fn main() -> ExitCode {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::WithRejects) => ExitCode::from(1),
         Err(Error::BrokenPipe) => ExitCode::SUCCESS,
+        Err(Error::Interrupted) => {
+            eprintln!("batchline: interrupted; no partial output was kept");
+            ExitCode::from(130)
+        }
         Err(e) => {
             eprintln!("batchline: {e}");
             ExitCode::from(2)

@@ -625,3 +625,36 @@ fn custom_id_warnings_are_counted() {
     assert_eq!(s["warnings"], 2);
     assert_eq!(s["requests"], 3);
 }
+
+#[test]
+fn ctrl_c_while_waiting_on_stdin_exits_130_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(bin())
+        .current_dir(tmp.path())
+        .args(["shard", "-", "--out-dir", "out"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    use std::io::Write;
+    stdin
+        .write_all(chat_line("a", "m", "x").as_bytes())
+        .unwrap();
+    stdin.write_all(b"\n").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(files_in(&tmp.path().join("out")), Vec::<String>::new());
+}

@@ -125,7 +125,8 @@ impl Line<'_> {
         match simdutf8::basic::from_utf8(self.bytes) {
             Ok(t) => Ok(t),
             Err(_) => {
-                let at = simdutf8::compat::from_utf8(self.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+                let at =
+                    simdutf8::compat::from_utf8(self.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
                 Err(format!("invalid UTF-8 at byte {at} of the line"))
             }
         }

@@ -12,5 +12,6 @@ pub mod error;
 pub mod io;
 pub mod loose;
 pub mod report;
+pub mod tokenize;
 
 pub use error::{Error, Result};

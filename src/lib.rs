@@ -11,5 +11,6 @@ pub mod engine;
 pub mod error;
 pub mod io;
 pub mod report;
+pub mod template;
 
 pub use error::{Error, Result};

@@ -201,11 +201,17 @@ impl<'a> Val<'a> {
             Val::Text(t) => Cow::Borrowed(t),
             Val::Raw(r) if r.starts_with('"') => {
                 let inner = &r[1..r.len() - 1];
-                if inner.contains('\\') {
-                    Cow::Owned(serde_json::from_str::<String>(r).expect("raw string value is valid JSON"))
-                } else {
-                    Cow::Borrowed(inner)
+                if memchr::memchr(b'\\', inner.as_bytes()).is_none() {
+                    return Cow::Borrowed(inner);
                 }
+                let mut s = String::with_capacity(inner.len());
+                unescape(inner, |p| match p {
+                    Piece::Run(t) => s.push_str(t),
+                    Piece::Char(c) => s.push(c),
+                    // Not representable in UTF-8: shown as U+FFFD in plain text.
+                    Piece::LoneSurrogate(_) => s.push('\u{FFFD}'),
+                });
+                Cow::Owned(s)
             }
             Val::Raw(r) => compact(r),
         }
@@ -214,10 +220,17 @@ impl<'a> Val<'a> {
     /// Appends the value as template text would show it, escaped for a JSON string.
     pub fn write_escaped(&self, out: &mut Vec<u8>) {
         match *self {
-            // Inside a valid JSON string, text without a backslash holds no quote and no
-            // control character, so it is already in the form serde_json would write.
-            Val::Raw(r) if r.starts_with('"') && !r.contains('\\') => {
-                out.extend_from_slice(&r.as_bytes()[1..r.len() - 1])
+            // Inside a valid JSON string, text between escapes holds no quote and no control
+            // character, so it is already in the form serde_json would write: it is copied,
+            // and only the escapes are rewritten into serde_json's form.
+            Val::Raw(r) if r.starts_with('"') => {
+                let inner = &r[1..r.len() - 1];
+                unescape(inner, |p| match p {
+                    Piece::Run(t) => out.extend_from_slice(t.as_bytes()),
+                    Piece::Char(c) => escape_into(c.encode_utf8(&mut [0; 4]), out),
+                    // Kept as written: valid JSON, and the API gets what the record had.
+                    Piece::LoneSurrogate(e) => out.extend_from_slice(e.as_bytes()),
+                })
             }
             _ => escape_into(&self.to_text(), out),
         }
@@ -416,13 +429,118 @@ pub fn escaped(s: &str) -> Vec<u8> {
     v
 }
 
+/// A piece of a JSON string's content, as [`unescape`] finds it.
+enum Piece<'a> {
+    /// Text without escapes.
+    Run(&'a str),
+    /// The character of an escape.
+    Char(char),
+    /// A `\uD8xx` escape not part of a surrogate pair (JSON allows it; UTF-8 cannot hold it).
+    LoneSurrogate(&'a str),
+}
+
+fn hex4(b: &[u8]) -> Option<u32> {
+    if b.len() < 4 {
+        return None;
+    }
+    let mut n = 0;
+    for &c in &b[..4] {
+        n = n * 16 + (c as char).to_digit(16)?;
+    }
+    Some(n)
+}
+
+/// Walks the content of a valid JSON string (between its quotes), one run of plain
+/// text or one escape at a time.
+fn unescape<'a>(inner: &'a str, mut f: impl FnMut(Piece<'a>)) {
+    let b = inner.as_bytes();
+    let mut i = 0;
+    while let Some(k) = memchr::memchr(b'\\', &b[i..]) {
+        let p = i + k;
+        if p > i {
+            f(Piece::Run(&inner[i..p]));
+        }
+        let c = match b.get(p + 1) {
+            Some(b'"') => '"',
+            Some(b'\\') => '\\',
+            Some(b'/') => '/',
+            Some(b'n') => '\n',
+            Some(b'r') => '\r',
+            Some(b't') => '\t',
+            Some(b'b') => '\u{8}',
+            Some(b'f') => '\u{c}',
+            Some(b'u') => {
+                let Some(hi) = hex4(&b[p + 2..]) else {
+                    // Not valid JSON (the parser would have refused it): keep it as text.
+                    f(Piece::Run(&inner[p..p + 2]));
+                    i = p + 2;
+                    continue;
+                };
+                let mut end = p + 6;
+                let code = if (0xD800..0xDC00).contains(&hi) {
+                    let lo = (b.get(end) == Some(&b'\\') && b.get(end + 1) == Some(&b'u'))
+                        .then(|| hex4(&b[end + 2..]))
+                        .flatten()
+                        .filter(|lo| (0xDC00..0xE000).contains(lo));
+                    match lo {
+                        Some(lo) => {
+                            end += 6;
+                            Some(0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00))
+                        }
+                        None => None,
+                    }
+                } else {
+                    Some(hi)
+                };
+                match code.and_then(char::from_u32) {
+                    Some(c) => f(Piece::Char(c)),
+                    None => f(Piece::LoneSurrogate(&inner[p..end])),
+                }
+                i = end;
+                continue;
+            }
+            _ => {
+                f(Piece::Run(&inner[p..p + 1]));
+                i = p + 1;
+                continue;
+            }
+        };
+        f(Piece::Char(c));
+        i = p + 2;
+    }
+    if i < b.len() {
+        f(Piece::Run(&inner[i..]));
+    }
+}
+
+/// True when a word of 8 bytes holds one that needs escaping (`"`, `\`, below 0x20).
+#[inline]
+fn needs_escape(w: u64) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
+    let below_20 = w.wrapping_sub(LO * 0x20) & !w & HI;
+    (below_20 | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
+}
+
 /// Appends `s` escaped as the content of a JSON string, exactly as serde_json does:
 /// `"` `\` and control characters; everything else (non-ASCII included) as is.
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    let mut i = 0;
+    while i < bytes.len() {
+        // Eight bytes at a time while none needs escaping.
+        if i + 8 <= bytes.len() {
+            let w = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+            if !needs_escape(w) {
+                i += 8;
+                continue;
+            }
+        }
+        let b = bytes[i];
         if b >= 0x20 && b != b'"' && b != b'\\' {
+            i += 1;
             continue;
         }
         out.extend_from_slice(&bytes[start..i]);
@@ -441,7 +559,8 @@ pub fn escape_into(s: &str, out: &mut Vec<u8>) {
                 out.push(HEX[(b & 15) as usize]);
             }
         }
-        start = i + 1;
+        i += 1;
+        start = i;
     }
     out.extend_from_slice(&bytes[start..]);
 }
@@ -526,6 +645,50 @@ mod tests {
         t.render_escaped(&r, &mut e).unwrap();
         assert_eq!(e, b"Q: say \\\"hi\\\"");
         assert!(t.render(&Record::text(""), &mut String::new()).is_ok());
+    }
+
+    #[test]
+    fn escapes_are_rewritten_as_serde_json_writes_them() {
+        let rec = r#"{"t":"a\u0022b\u005c\u000a\u001F\u00e9\ud83d\ude00\/\b\f"}"#;
+        assert_eq!(render("{t}", rec).unwrap(), "a\"b\\\n\u{1f}é😀/\u{8}\u{c}");
+        // A lone surrogate cannot be UTF-8: kept as its escape in JSON output, U+FFFD in text.
+        let r = Record::parse(r#"{"t":"x\ud800y"}"#).unwrap();
+        let t = Template::compile("{t}").unwrap();
+        let mut e = Vec::new();
+        t.render_escaped(&r, &mut e).unwrap();
+        assert_eq!(e, br"x\ud800y");
+        let mut p = String::new();
+        t.render(&r, &mut p).unwrap();
+        assert_eq!(p, "x\u{FFFD}y");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn raw_strings_render_as_serde_json_escapes(s in "\\PC*|[\\x00-\\x7f]*") {
+            // Any JSON spelling of the string (ASCII-only here) renders in serde_json's form.
+            let mut ascii = String::from("\"");
+            for c in s.chars() {
+                if c.is_ascii() {
+                    let j = serde_json::to_string(&c.to_string()).unwrap();
+                    ascii.push_str(&j[1..j.len() - 1]);
+                } else {
+                    for u in c.encode_utf16(&mut [0u16; 2]) {
+                        ascii.push_str(&format!("\\u{u:04X}"));
+                    }
+                }
+            }
+            ascii.push('"');
+            let rec = format!("{{\"t\":{ascii}}}");
+            let t = Template::compile("{t}").unwrap();
+            let r = Record::parse(&rec).unwrap();
+            let mut e = Vec::new();
+            t.render_escaped(&r, &mut e).unwrap();
+            let json = serde_json::to_string(&s).unwrap();
+            proptest::prop_assert_eq!(String::from_utf8(e).unwrap(), &json[1..json.len() - 1]);
+            let mut p = String::new();
+            t.render(&r, &mut p).unwrap();
+            proptest::prop_assert_eq!(p, s);
+        }
     }
 
     proptest::proptest! {

@@ -22,6 +22,7 @@
 //! `--param` keys in the order given.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
@@ -826,13 +827,31 @@ struct Writer<'a> {
     index: HashMap<String, usize>,
     used_names: HashSet<String>,
     reserved: Vec<PathBuf>,
-    seen: HashMap<u128, u64>,
+    seen: HashMap<u128, u64, BuildHasherDefault<FoldHasher>>,
     sidecar: Option<AtomicFile>,
     out_bytes: u64,
     totals: BuildTotals,
     warning_kinds: HashMap<&'static str, u64>,
     rejects: RejectSink,
     echo: RejectEcho,
+}
+
+/// The seen-ids map is keyed by xxh3-128 hashes already: folding them is enough.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
 }
 
 /// Counts over the run: `lines = blank + records`, `records = written + rejected +
@@ -910,7 +929,11 @@ impl Writer<'_> {
         } else {
             vec![0]
         };
-        for (number, offset, v) in r.verdicts {
+        // Consecutive written records of one group are written with one call.
+        let mut run: Option<(usize, Range<usize>, Range<usize>)> = None;
+        let Rendered { out: out_buf, side: side_buf, verdicts, .. } = r;
+        let bufs = (&out_buf[..], &side_buf[..]);
+        for (number, offset, v) in verdicts {
             self.totals.lines += 1;
             match v {
                 Verdict::Blank => self.totals.blank += 1,
@@ -942,14 +965,32 @@ impl Writer<'_> {
                         self.seen.insert(g.id_key, number);
                     }
                     self.count_written(group, &g);
-                    self.write(group, &r.out[g.out.clone()])?;
-                    if let Some(s) = self.sidecar.as_mut() {
-                        s.write_all(&r.side[g.side.clone()])?;
+                    match &mut run {
+                        Some((rg, out, side)) if *rg == group && out.end == g.out.start => {
+                            out.end = g.out.end;
+                            side.end = g.side.end;
+                        }
+                        _ => {
+                            if let Some(done) = run.replace((group, g.out.clone(), g.side.clone())) {
+                                self.flush_run(bufs, done)?;
+                            }
+                        }
                     }
                 }
             }
         }
+        if let Some(done) = run {
+            self.flush_run(bufs, done)?;
+        }
         Ok(Flow::Continue)
+    }
+
+    fn flush_run(&mut self, (obuf, sbuf): (&[u8], &[u8]), (group, out, side): (usize, Range<usize>, Range<usize>)) -> Result<()> {
+        self.write(group, &obuf[out])?;
+        if let Some(s) = self.sidecar.as_mut() {
+            s.write_all(&sbuf[side])?;
+        }
+        Ok(())
     }
 
     fn seen_needed(&self) -> bool {
@@ -1130,7 +1171,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         index: HashMap::new(),
         used_names: HashSet::new(),
         reserved,
-        seen: HashMap::new(),
+        seen: HashMap::default(),
         sidecar,
         out_bytes: 0,
         totals: BuildTotals::default(),

@@ -22,7 +22,7 @@ if [[ ! -s $data ]]; then
     python3 "$shared/tools/gen_batch.py" prompts --lines "$lines" > "$data.tmp"
     mv "$data.tmp" "$data"
 fi
-bytes=$(stat -c %s "$data" 2>/dev/null || stat -f %z "$data")
+bytes=$(stat -L -c %s "$data" 2>/dev/null || stat -L -f %z "$data")
 
 (cd "$here" && cargo build --release --quiet)
 bin=$here/target/release/batchline
@@ -31,18 +31,29 @@ bin=$here/target/release/batchline
 system="You generate training scenarios. Reply with a JSON array of objects."
 template=$'Write ten scenarios in {lang} about the following text:\n\n{text}'
 
-secs() { local s e; s=$(date +%s.%N); "$@"; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+# Runs a command with stdout to the file $1; prints "wall user+sys" seconds.
+timed() {
+    local out=$1 t
+    shift
+    t=$( { TIMEFORMAT='%R %U %S'; time "$@" > "$out"; } 2>&1 )
+    set -- $t
+    echo "$1 $(echo "$2 + $3" | bc -l)"
+}
 
-# Warm the page cache so both read from memory.
-cat "$data" > /dev/null
-
-t_rs=$(secs "$bin" build "$data" --model gpt-4o-mini --system "$system" --template "$template" \
-    --id-template "{lang}-{id}" --temperature 0.7 --max-tokens 1024 -o "$dir/out-rs.jsonl" -q)
-t_py=$(secs python3 "$shared/bench/peers/build_py.py" "$data" gpt-4o-mini > "$dir/out-py.jsonl")
+# Both write to stdout: once redirected to a file (on tmpfs when there is one, so that a
+# slow disk does not decide), once to /dev/null (the transformation alone).
+out_dir=${BENCH_OUT:-$( [[ -d /dev/shm ]] && echo /dev/shm || echo "$dir" )}
+rs=("$bin" build "$data" --model gpt-4o-mini --system "$system" --template "$template"
+    --id-template "{lang}-{id}" --temperature 0.7 --max-tokens 1024 -q)
+py=(python3 "$shared/bench/peers/build_py.py" "$data" gpt-4o-mini)
+read -r rs_file rs_file_cpu < <(timed "$out_dir/bench-out-rs.jsonl" "${rs[@]}")
+read -r py_file py_file_cpu < <(timed "$out_dir/bench-out-py.jsonl" "${py[@]}")
+read -r rs_null rs_null_cpu < <(timed /dev/null "${rs[@]}")
+read -r py_null py_null_cpu < <(timed /dev/null "${py[@]}")
 
 # Same requests? (The peer sorts no keys and escapes like serde_json with
 # ensure_ascii=False, except that it writes ", " and ": " separators.)
-same=$(python3 - "$dir/out-rs.jsonl" "$dir/out-py.jsonl" <<'PY'
+same=$(python3 - "$out_dir/bench-out-rs.jsonl" "$out_dir/bench-out-py.jsonl" <<'PY'
 import json, sys
 a, b = open(sys.argv[1], "rb"), open(sys.argv[2], "rb")
 n = 0
@@ -52,15 +63,24 @@ for x, y in zip(a, b):
     n += 1
     if n == 20000:
         break
-print(f"first {n} requests identical")
+a.seek(0); b.seek(0)
+na, nb = sum(1 for _ in a), sum(1 for _ in b)
+print(f"first {n} requests identical, {na} and {nb} lines")
 PY
 )
 
+rm -f "$out_dir/bench-out-rs.jsonl" "$out_dir/bench-out-py.jsonl"
+
 mb=$(echo "$bytes / 1000000" | bc -l)
-rs=$(echo "$mb / $t_rs" | bc -l)
-py=$(echo "$mb / $t_py" | bc -l)
-printf 'input: %s (%.0f MB, %s threads)\n' "$data" "$mb" "${BATCHLINE_THREADS:-$(nproc)}"
-printf 'batchline build: %7.2f s  %8.1f MB/s\n' "$t_rs" "$rs"
-printf 'build_py.py:     %7.2f s  %8.1f MB/s\n' "$t_py" "$py"
-printf 'ratio:           %7.1fx\n' "$(echo "$rs / $py" | bc -l)"
+printf 'input: %s (%.0f MB, %s threads, load average %s on %s cores)\n' "$data" "$mb" \
+    "${BATCHLINE_THREADS:-$(nproc)}" "$(cut -d' ' -f1 /proc/loadavg 2>/dev/null || echo ?)" "$(nproc)"
+row() { # label wall cpu
+    printf '%-28s %7.2f s wall %8.1f MB/s   %7.2f s cpu\n' "$1" "$2" "$(echo "$mb / $2" | bc -l)" "$3"
+}
+row "batchline build > $out_dir" "$rs_file" "$rs_file_cpu"
+row "build_py.py     > $out_dir" "$py_file" "$py_file_cpu"
+row "batchline build > /dev/null" "$rs_null" "$rs_null_cpu"
+row "build_py.py     > /dev/null" "$py_null" "$py_null_cpu"
+printf 'ratio (MB/s): %.1fx to a file, %.1fx to /dev/null\n' \
+    "$(echo "$py_file / $rs_file" | bc -l)" "$(echo "$py_null / $rs_null" | bc -l)"
 echo "check: $same"

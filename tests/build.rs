@@ -448,6 +448,21 @@ fn split_by_with_sanitised_collision_safe_names_and_limits() {
     let r = run_in(d.path(), &["build", "in.jsonl", "-m", "m", "--split-by", "g", "--out-dir", "out", "--on-error", "skip"], None);
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("not empty"), "{}", r.stderr);
+    // With --force, a group file never replaces the input or the sidecar.
+    write(d.path(), "out/fn.jsonl", "{\"g\":\"fn\",\"text\":\"x\"}\n{\"g\":\"sidecar\",\"text\":\"y\"}\n");
+    let r = run_in(
+        d.path(),
+        &["build", "out/fn.jsonl", "-m", "m", "--split-by", "g", "--out-dir", "out", "--force", "--sidecar", "out/sidecar.jsonl", "--json"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let s = summary(&r.stdout);
+    for g in s["groups"].as_array().unwrap() {
+        let f = g["file"].as_str().unwrap();
+        assert!(!f.ends_with("/fn.jsonl") && !f.ends_with("/sidecar.jsonl"), "{f}");
+    }
+    assert!(read(d.path().join("out/fn.jsonl")).starts_with("{\"g\":\"fn\""));
+    assert_eq!(lines(&read(d.path().join("out/sidecar.jsonl"))).len(), 2);
     // --limit VALUE=N needs --split-by; --split-by needs --out-dir.
     assert_eq!(run_in(d.path(), &["build", "in.jsonl", "-m", "m", "--limit", "x=1"], None).code, 2);
     assert_eq!(run_in(d.path(), &["build", "in.jsonl", "-m", "m", "--split-by", "g"], None).code, 2);

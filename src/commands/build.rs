@@ -1155,7 +1155,9 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     let mut reserved: Vec<PathBuf> = Vec::new();
     if let Some(dir) = &cfg.out_dir {
         let canon_dir = std::fs::canonicalize(dir).ok();
-        for p in cfg.sidecar.iter().chain(cfg.rejects.iter()) {
+        // No group file may replace the sidecar, the rejects file or the input.
+        let input_path = cfg.input.path().map(Path::to_path_buf);
+        for p in cfg.sidecar.iter().chain(cfg.rejects.iter()).chain(input_path.iter()) {
             let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
             if canon_dir.is_some() && std::fs::canonicalize(parent).ok() == canon_dir {
                 if let Some(n) = p.file_name() {

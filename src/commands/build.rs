@@ -522,7 +522,8 @@ struct Good {
     span: Range<usize>,
     /// Hash of the base custom_id, and the id, when ids must be checked for duplicates.
     id_key: u128,
-    base_id: Option<Box<str>>,
+    /// The base custom_id in the chunk's `ids` text, when ids must be checked.
+    base_id: Option<Range<usize>>,
     /// Index into the chunk's group keys.
     group: u32,
     requests: u32,
@@ -539,6 +540,8 @@ enum Verdict {
 struct Rendered {
     out: Vec<u8>,
     side: Vec<u8>,
+    /// The base custom_ids of the chunk's records, one after the other.
+    ids: String,
     /// Distinct `--split-by` values met in the chunk.
     keys: Vec<String>,
     verdicts: Vec<(u64, u64, Verdict)>,
@@ -549,12 +552,37 @@ fn hex128(h: u128) -> String {
     format!("{h:032x}")
 }
 
-fn render_chunk(chunk: &Chunk, plan: &Plan) -> Rendered {
+/// Output buffers handed back by the writer, so that workers do not fault in fresh
+/// memory for every chunk.
+#[derive(Default)]
+struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut v = self.0.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
+        v.clear();
+        v.reserve(capacity);
+        v
+    }
+
+    fn give(&self, v: Vec<u8>) {
+        if v.capacity() > 0 {
+            if let Ok(mut p) = self.0.lock() {
+                if p.len() < 64 {
+                    p.push(v);
+                }
+            }
+        }
+    }
+}
+
+fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
     let base = chunk.bytes.as_ptr() as usize;
     let est = chunk.len() + chunk.len() / 2 + 256;
     let mut r = Rendered {
-        out: Vec::with_capacity(est * plan.repeat as usize),
-        side: Vec::with_capacity(if plan.sidecar { chunk.len() * plan.repeat as usize + 1024 } else { 0 }),
+        out: pool.take(est * plan.repeat as usize),
+        side: if plan.sidecar { pool.take(chunk.len() * plan.repeat as usize + 1024) } else { Vec::new() },
+        ids: String::new(),
         keys: Vec::new(),
         verdicts: Vec::with_capacity(chunk.line_count as usize),
         any_bad: false,
@@ -724,7 +752,9 @@ fn render_line(
         }
     }
     let (id_key, base_id) = if plan.track_ids {
-        (xxhash_rust::xxh3::xxh3_128(id.as_bytes()), Some(id.as_str().into()))
+        let start = r.ids.len();
+        r.ids.push_str(id);
+        (xxhash_rust::xxh3::xxh3_128(id.as_bytes()), Some(start..r.ids.len()))
     } else {
         (0, None)
     };
@@ -822,6 +852,7 @@ struct Group {
 
 struct Writer<'a> {
     cfg: &'a BuildConfig,
+    pool: &'a BufferPool,
     name: String,
     groups: Vec<Group>,
     index: HashMap<String, usize>,
@@ -922,6 +953,8 @@ impl Writer<'_> {
             if let Some(s) = self.sidecar.as_mut() {
                 s.write_all(&r.side)?;
             }
+            self.pool.give(r.out);
+            self.pool.give(r.side);
             return Ok(Flow::Continue);
         }
         let local: Vec<usize> = if self.cfg.split_by.is_some() {
@@ -931,7 +964,7 @@ impl Writer<'_> {
         };
         // Consecutive written records of one group are written with one call.
         let mut run: Option<(usize, Range<usize>, Range<usize>)> = None;
-        let Rendered { out: out_buf, side: side_buf, verdicts, .. } = r;
+        let Rendered { out: out_buf, side: side_buf, verdicts, ids, .. } = r;
         let bufs = (&out_buf[..], &side_buf[..]);
         for (number, offset, v) in verdicts {
             self.totals.lines += 1;
@@ -942,7 +975,8 @@ impl Writer<'_> {
                     self.reject(Reject::new(number, offset, reason, &chunk.bytes[span], cut).with_custom_id(custom_id))?;
                 }
                 Verdict::Good(g) => {
-                    if let Some(id) = &g.base_id {
+                    if let Some(range) = &g.base_id {
+                        let id = &ids[range.clone()];
                         if let Some(&first) = self.seen.get(&g.id_key) {
                             self.totals.records += 1;
                             self.totals.duplicates += 1;
@@ -982,6 +1016,8 @@ impl Writer<'_> {
         if let Some(done) = run {
             self.flush_run(bufs, done)?;
         }
+        self.pool.give(out_buf);
+        self.pool.give(side_buf);
         Ok(Flow::Continue)
     }
 
@@ -1166,8 +1202,10 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
             }
         }
     }
+    let pool = BufferPool::default();
     let mut writer = Writer {
         cfg,
+        pool: &pool,
         name: input.name().to_string(),
         groups,
         index: HashMap::new(),
@@ -1181,7 +1219,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         rejects,
         echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
     };
-    let stats = engine::run(input, &cfg.engine, |chunk| render_chunk(chunk, &plan), |chunk, r| writer.consume(chunk, r))?;
+    let stats = engine::run(input, &cfg.engine, |chunk| render_chunk(chunk, &plan, &pool), |chunk, r| writer.consume(chunk, r))?;
     let Writer { groups, totals, warning_kinds, rejects, sidecar, out_bytes, .. } = writer;
 
     // Everything is flushed and synced first; files are renamed into place only then.

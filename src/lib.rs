@@ -12,6 +12,7 @@ pub mod error;
 pub mod io;
 pub mod loose;
 pub mod report;
+pub mod template;
 pub mod tokenize;
 
 pub use error::{Error, Result};

@@ -48,5 +48,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), false);
             Ok(summary.outcome)
         }
+        Command::Build(args) => {
+            let cfg = args.into_config(&g)?;
+            let summary = commands::build::run(&cfg)?;
+            print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
+            Ok(summary.outcome)
+        }
     }
 }

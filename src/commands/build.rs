@@ -1,0 +1,1315 @@
+//! `batchline build`: turn prompt records into Batch API request lines.
+//!
+//! Each input line is a JSON object (or, with `--text`, one prompt) rendered through a
+//! compiled [`Template`] into one request line, or `--repeat N` of them:
+//! `{"custom_id":...,"method":"POST","url":...,"body":{"model":...,...}}`. Workers render
+//! whole chunks in parallel (the fixed parts of every line are pre-serialised once);
+//! the single writer, in input order, only does what needs global state: duplicate
+//! custom_ids, `--limit` caps and the choice of output file (`--split-by`).
+//!
+//! Every record ends as exactly one of: written (its request lines, and sidecar lines,
+//! were written), rejected (reason in the rejects file) or over a cap (counted per
+//! group). Blank lines are counted apart. `records = written + rejected + over_cap`.
+//!
+//! `--id hash` is the xxh3-128 hash (32 hex digits) of the endpoint URL, a newline and
+//! the request body exactly as written (compact JSON, keys in the fixed order below),
+//! so the same input and options give the same ids on every run, and two records that
+//! give identical requests have the same id (the second is rejected as a duplicate).
+//!
+//! Body key order: `model`, then `instructions` (responses, from `--system`), the
+//! prompt (`messages` | `input` | `prompt`), `max_tokens` (`max_output_tokens` for
+//! responses), `temperature`, `response_format` (`text.format` for responses), then the
+//! `--param` keys in the order given.
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{ErrorMode, Outcome, RejectEcho};
+use crate::batch::request::custom_id_warning;
+use crate::batch::Endpoint;
+use crate::engine::{self, EngineConfig, Flow};
+use crate::error::{Error, Result};
+use crate::io::input::{Chunk, InputSpec, OpenInput};
+use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
+use crate::io::rejects::{Reject, RejectSink};
+use crate::report::{human_bytes, SummaryMode, Throughput};
+use crate::template::{escape_into, FieldPath, Record, Template, Val};
+
+/// How custom_ids are made.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum IdMode {
+    /// Prefix (default `req-`) + line number.
+    #[default]
+    Line,
+    /// Prefix + xxh3-128 hex of endpoint URL and body.
+    Hash,
+    /// Prefix + the value of a field (string or number); must be unique.
+    Field(String),
+    /// Prefix + a rendered template such as `{lang}-{id}`; must be unique.
+    Template(String),
+}
+
+/// `--response-format`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ResponseFormat {
+    Text,
+    JsonObject,
+    /// Structured output: the schema, its name, strict mode.
+    JsonSchema { name: String, schema: Value, strict: bool },
+}
+
+/// One `--limit`: a cap on the records written for one group (`value`) or for every
+/// group (`None`; the whole output without `--split-by`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limit {
+    pub value: Option<String>,
+    pub max: u64,
+}
+
+/// Everything `build` needs to know.
+#[derive(Clone, Debug)]
+pub struct BuildConfig {
+    pub input: InputSpec,
+    /// The request file, or stdout (ignored with `out_dir`).
+    pub output: OutputSpec,
+    /// With `split_by`: one file per value in this directory.
+    pub out_dir: Option<PathBuf>,
+    pub model: String,
+    /// Input lines are plain prompts (`{text}`), not JSON records.
+    pub text: bool,
+    pub endpoint: Endpoint,
+    pub system: Option<String>,
+    /// The user prompt template (default `{text}`).
+    pub template: Option<String>,
+    /// A field holding a ready messages array.
+    pub messages_field: Option<String>,
+    pub max_tokens: Option<u64>,
+    pub temperature: Option<f64>,
+    pub params: Vec<(String, Value)>,
+    pub response_format: Option<ResponseFormat>,
+    pub id: IdMode,
+    /// Default: `req-` for `IdMode::Line`, empty otherwise.
+    pub id_prefix: Option<String>,
+    pub repeat: u32,
+    pub split_by: Option<String>,
+    pub limits: Vec<Limit>,
+    pub sidecar: Option<PathBuf>,
+    pub rejects: Option<PathBuf>,
+    pub on_error: ErrorMode,
+    /// Write into a non-empty `out_dir`.
+    pub force: bool,
+    pub summary: SummaryMode,
+    pub engine: EngineConfig,
+}
+
+impl BuildConfig {
+    pub fn new(input: InputSpec, model: impl Into<String>) -> BuildConfig {
+        BuildConfig {
+            input,
+            output: OutputSpec::Stdout,
+            out_dir: None,
+            model: model.into(),
+            text: false,
+            endpoint: Endpoint::ChatCompletions,
+            system: None,
+            template: None,
+            messages_field: None,
+            max_tokens: None,
+            temperature: None,
+            params: Vec::new(),
+            response_format: None,
+            id: IdMode::Line,
+            id_prefix: None,
+            repeat: 1,
+            split_by: None,
+            limits: Vec::new(),
+            sidecar: None,
+            rejects: None,
+            on_error: ErrorMode::Fail,
+            force: false,
+            summary: SummaryMode::Human,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// `TEXT` or `@FILE` (read whole, one trailing newline dropped); `@@text` is the
+/// literal text `@text`.
+pub fn load_text_arg(flag: &str, arg: &str) -> Result<String> {
+    if let Some(lit) = arg.strip_prefix("@@") {
+        return Ok(format!("@{lit}"));
+    }
+    let Some(path) = arg.strip_prefix('@') else { return Ok(arg.to_string()) };
+    let mut s = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("{flag} @{path}: {e}")))?;
+    if s.ends_with('\n') {
+        s.pop();
+        if s.ends_with('\r') {
+            s.pop();
+        }
+    }
+    Ok(s)
+}
+
+/// `key=value`: the value is JSON when it parses as JSON, a string otherwise.
+pub fn parse_param(arg: &str) -> Result<(String, Value), String> {
+    let (key, value) = arg.split_once('=').ok_or_else(|| format!("--param {arg:?}: expected key=value"))?;
+    let key = key.trim();
+    if key.is_empty() {
+        return Err(format!("--param {arg:?}: empty key"));
+    }
+    if key == "stream" || key == "stream_options" {
+        return Err(format!("--param {key}: streaming is not supported by the Batch API"));
+    }
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    Ok((key.to_string(), value))
+}
+
+/// `N` (every group) or `VALUE=N` (one group).
+pub fn parse_limit(arg: &str) -> Result<Limit, String> {
+    let (value, n) = match arg.rsplit_once('=') {
+        Some((v, n)) => (Some(v.to_string()), n),
+        None => (None, arg),
+    };
+    let max = n.trim().parse().map_err(|_| format!("--limit {arg:?}: expected N or VALUE=N"))?;
+    Ok(Limit { value, max })
+}
+
+/// `text`, `json_object`, or `@schema.json` (a JSON Schema, or an object already of the
+/// form `{"name", "schema", "strict"}`).
+pub fn parse_response_format(arg: &str) -> Result<ResponseFormat> {
+    match arg {
+        "text" => return Ok(ResponseFormat::Text),
+        "json_object" => return Ok(ResponseFormat::JsonObject),
+        _ => {}
+    }
+    let Some(path) = arg.strip_prefix('@') else {
+        return Err(Error::Usage(format!(
+            "--response-format {arg:?}: expected json_object, text or @schema.json"
+        )));
+    };
+    let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("--response-format @{path}: {e}")))?;
+    let schema: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| Error::Usage(format!("--response-format @{path}: not JSON: {e}")))?;
+    let Value::Object(obj) = &schema else {
+        return Err(Error::Usage(format!("--response-format @{path}: a JSON Schema must be an object")));
+    };
+    let is_wrapper = obj.get("schema").is_some_and(Value::is_object)
+        && obj.get("name").is_some_and(Value::is_string)
+        && !obj.contains_key("type")
+        && !obj.contains_key("properties");
+    if is_wrapper {
+        return Ok(ResponseFormat::JsonSchema {
+            name: schema_name(obj["name"].as_str().unwrap_or_default()),
+            strict: obj.get("strict").and_then(Value::as_bool).unwrap_or(true),
+            schema: obj["schema"].clone(),
+        });
+    }
+    let stem = Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    Ok(ResponseFormat::JsonSchema { name: schema_name(&stem), schema, strict: true })
+}
+
+/// A schema name as OpenAI accepts it: `[A-Za-z0-9_-]`, at most 64 characters.
+fn schema_name(s: &str) -> String {
+    let n: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .take(64)
+        .collect();
+    if n.is_empty() {
+        "schema".into()
+    } else {
+        n
+    }
+}
+
+/// A group value as a file name: `[A-Za-z0-9._-]`, no leading dot, at most 100
+/// characters; nothing in the data can name a file outside the output directory.
+pub fn sanitize_group(value: &str) -> String {
+    let mut s: String = value
+        .chars()
+        .take(100)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The compiled plan: everything fixed is serialised once.
+
+enum IdPlan {
+    Line,
+    Hash,
+    Field(FieldPath),
+    Template(Template),
+}
+
+enum Prompt {
+    Template(Template),
+    Messages(FieldPath),
+}
+
+struct Plan {
+    text: bool,
+    prompt: Prompt,
+    /// Body up to the rendered prompt (inside its string quotes, or the messages array's
+    /// first element), and from it to the end of the body.
+    body_pre: Vec<u8>,
+    body_post: Vec<u8>,
+    /// The `--system` message, serialised, for `Messages` with chat (prepended).
+    system_message: Option<Vec<u8>>,
+    /// `","method":"POST","url":"...","body":`
+    mid: Vec<u8>,
+    url: &'static str,
+    id: IdPlan,
+    prefix: String,
+    repeat: u32,
+    split_by: Option<FieldPath>,
+    sidecar: bool,
+    /// Whether custom_ids may repeat and must be checked.
+    track_ids: bool,
+}
+
+fn json_str(s: &str) -> Vec<u8> {
+    let mut v = vec![b'"'];
+    escape_into(s, &mut v);
+    v.push(b'"');
+    v
+}
+
+fn usage<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error::Usage(msg.into()))
+}
+
+impl Plan {
+    fn new(cfg: &BuildConfig) -> Result<Plan> {
+        let ep = cfg.endpoint;
+        let chat_like = matches!(ep, Endpoint::ChatCompletions | Endpoint::Responses);
+        if !matches!(ep, Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions) {
+            return usage(format!("build: endpoint {} is not supported", ep.url()));
+        }
+        if cfg.model.trim().is_empty() {
+            return usage("--model must not be empty");
+        }
+        if cfg.system.is_some() && !chat_like {
+            return usage(format!("--system needs --endpoint chat or responses (not {})", ep.short_name()));
+        }
+        if cfg.messages_field.is_some() {
+            if !chat_like {
+                return usage("--messages-field needs --endpoint chat or responses");
+            }
+            if cfg.template.is_some() {
+                return usage("--messages-field and --template exclude each other");
+            }
+            if cfg.text {
+                return usage("--messages-field needs JSONL records, not --text");
+            }
+        }
+        if ep == Endpoint::Embeddings && (cfg.max_tokens.is_some() || cfg.temperature.is_some()) {
+            return usage("--max-tokens and --temperature do not apply to embeddings");
+        }
+        if cfg.response_format.is_some() && !chat_like {
+            return usage("--response-format needs --endpoint chat or responses");
+        }
+        if cfg.max_tokens == Some(0) {
+            return usage("--max-tokens must be positive");
+        }
+        if let Some(t) = cfg.temperature {
+            if !(0.0..=2.0).contains(&t) {
+                return usage(format!("--temperature {t}: must be between 0 and 2"));
+            }
+        }
+        if cfg.repeat == 0 {
+            return usage("--repeat must be at least 1");
+        }
+        if cfg.split_by.is_some() != cfg.out_dir.is_some() {
+            return usage("--split-by and --out-dir go together");
+        }
+        if cfg.rejects.is_some() && cfg.on_error == ErrorMode::Fail {
+            return usage("--rejects needs --on-error skip (with fail, the first bad record stops the run)");
+        }
+        let mut seen_default = false;
+        let mut seen_values = HashSet::new();
+        for l in &cfg.limits {
+            match &l.value {
+                None if seen_default => return usage("--limit N given twice"),
+                None => seen_default = true,
+                Some(_) if cfg.split_by.is_none() => return usage("--limit VALUE=N needs --split-by"),
+                Some(v) if !seen_values.insert(v.clone()) => return usage(format!("--limit {v}=N given twice")),
+                Some(_) => {}
+            }
+        }
+
+        let model = json_str(&cfg.model);
+        let content_key = match ep {
+            Endpoint::ChatCompletions => "messages",
+            Endpoint::Completions => "prompt",
+            _ => "input",
+        };
+        let max_tokens_key = if ep == Endpoint::Responses { "max_output_tokens" } else { "max_tokens" };
+        let format_key = if ep == Endpoint::Responses { "text" } else { "response_format" };
+
+        // Keys this run sets itself; a --param may not set them again.
+        let mut own: Vec<&str> = vec!["model", content_key];
+        if ep == Endpoint::Responses && cfg.system.is_some() {
+            own.push("instructions");
+        }
+        if cfg.max_tokens.is_some() {
+            own.push(max_tokens_key);
+        }
+        if cfg.temperature.is_some() {
+            own.push("temperature");
+        }
+        if cfg.response_format.is_some() {
+            own.push(format_key);
+        }
+        let mut param_keys = HashSet::new();
+        for (k, _) in &cfg.params {
+            if k == "stream" || k == "stream_options" {
+                return usage(format!("--param {k}: streaming is not supported by the Batch API"));
+            }
+            if own.contains(&k.as_str()) {
+                return usage(format!("--param {k}: set by another option of this run (use that option)"));
+            }
+            if !param_keys.insert(k.as_str()) {
+                return usage(format!("--param {k} given twice"));
+            }
+        }
+
+        // The tail: everything after the prompt.
+        let mut tail = Vec::new();
+        if let Some(n) = cfg.max_tokens {
+            tail.extend_from_slice(format!(",\"{max_tokens_key}\":{n}").as_bytes());
+        }
+        if let Some(t) = cfg.temperature {
+            tail.extend_from_slice(b",\"temperature\":");
+            tail.extend_from_slice(serde_json::to_string(&t).expect("finite").as_bytes());
+        }
+        if let Some(f) = &cfg.response_format {
+            let format = match f {
+                ResponseFormat::Text => serde_json::json!({"type": "text"}),
+                ResponseFormat::JsonObject => serde_json::json!({"type": "json_object"}),
+                ResponseFormat::JsonSchema { name, schema, strict } if ep == Endpoint::Responses => {
+                    serde_json::json!({"type": "json_schema", "name": name, "schema": schema, "strict": strict})
+                }
+                ResponseFormat::JsonSchema { name, schema, strict } => serde_json::json!({
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema, "strict": strict}
+                }),
+            };
+            let value = if ep == Endpoint::Responses { serde_json::json!({ "format": format }) } else { format };
+            tail.extend_from_slice(format!(",\"{format_key}\":").as_bytes());
+            tail.extend_from_slice(serde_json::to_string(&value).expect("serialises").as_bytes());
+        }
+        for (k, v) in &cfg.params {
+            tail.push(b',');
+            tail.extend_from_slice(&json_str(k));
+            tail.push(b':');
+            tail.extend_from_slice(serde_json::to_string(v).expect("serialises").as_bytes());
+        }
+        tail.push(b'}');
+
+        let system = cfg.system.as_deref();
+        let mut body_pre = b"{\"model\":".to_vec();
+        body_pre.extend_from_slice(&model);
+        if let (Endpoint::Responses, Some(s)) = (ep, system) {
+            body_pre.extend_from_slice(b",\"instructions\":");
+            body_pre.extend_from_slice(&json_str(s));
+        }
+        body_pre.extend_from_slice(format!(",\"{content_key}\":").as_bytes());
+        let system_message = match (ep, system) {
+            (Endpoint::ChatCompletions, Some(s)) => {
+                let mut m = b"{\"role\":\"system\",\"content\":".to_vec();
+                m.extend_from_slice(&json_str(s));
+                m.push(b'}');
+                Some(m)
+            }
+            _ => None,
+        };
+        let mut body_post = Vec::new();
+        let prompt = match &cfg.messages_field {
+            Some(f) => {
+                let path = FieldPath::parse(f).map_err(|e| Error::Usage(format!("--messages-field: {e}")))?;
+                body_pre.push(b'[');
+                body_post.push(b']');
+                Prompt::Messages(path)
+            }
+            None => {
+                let src = cfg.template.as_deref().unwrap_or("{text}");
+                let t = Template::compile(src).map_err(|e| Error::Usage(format!("--template: {e}")))?;
+                if cfg.text {
+                    if let Some(f) = t.fields().find(|f| f.text != "text") {
+                        return usage(format!("--template: with --text the only field is {{text}}, not {{{f}}}"));
+                    }
+                }
+                if ep == Endpoint::ChatCompletions {
+                    body_pre.push(b'[');
+                    if let Some(m) = &system_message {
+                        body_pre.extend_from_slice(m);
+                        body_pre.push(b',');
+                    }
+                    body_pre.extend_from_slice(b"{\"role\":\"user\",\"content\":\"");
+                    body_post.extend_from_slice(b"\"}]");
+                } else {
+                    body_pre.push(b'"');
+                    body_post.push(b'"');
+                }
+                Prompt::Template(t)
+            }
+        };
+        body_post.extend_from_slice(&tail);
+
+        let id = match &cfg.id {
+            IdMode::Line => IdPlan::Line,
+            IdMode::Hash => IdPlan::Hash,
+            IdMode::Field(f) => IdPlan::Field(FieldPath::parse(f).map_err(|e| Error::Usage(format!("--id-field: {e}")))?),
+            IdMode::Template(t) => {
+                let t = Template::compile(t).map_err(|e| Error::Usage(format!("--id-template: {e}")))?;
+                if t.is_literal() {
+                    return usage("--id-template needs at least one {field} (else every id is the same)");
+                }
+                IdPlan::Template(t)
+            }
+        };
+        let prefix = cfg.id_prefix.clone().unwrap_or_else(|| if cfg.id == IdMode::Line { "req-".into() } else { String::new() });
+        let split_by = match &cfg.split_by {
+            Some(f) => Some(FieldPath::parse(f).map_err(|e| Error::Usage(format!("--split-by: {e}")))?),
+            None => None,
+        };
+        let url = ep.url();
+        let mut mid = b"\",\"method\":\"POST\",\"url\":".to_vec();
+        mid.extend_from_slice(&json_str(url));
+        mid.extend_from_slice(b",\"body\":");
+        Ok(Plan {
+            text: cfg.text,
+            prompt,
+            body_pre,
+            body_post,
+            system_message,
+            mid,
+            url,
+            track_ids: !matches!(id, IdPlan::Line),
+            id,
+            prefix,
+            repeat: cfg.repeat,
+            split_by,
+            sidecar: cfg.sidecar.is_some(),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Workers: render a chunk.
+
+/// A record rendered by a worker.
+struct Good {
+    /// Its request lines in the chunk's output buffer, and its sidecar lines.
+    out: Range<usize>,
+    side: Range<usize>,
+    /// The line's bytes in the chunk (for a duplicate's reject entry).
+    span: Range<usize>,
+    /// Hash of the base custom_id, and the id, when ids must be checked for duplicates.
+    id_key: u128,
+    /// The base custom_id in the chunk's `ids` text, when ids must be checked.
+    base_id: Option<Range<usize>>,
+    /// Index into the chunk's group keys.
+    group: u32,
+    requests: u32,
+    warnings: u32,
+    warning: Option<&'static str>,
+}
+
+enum Verdict {
+    Blank,
+    Good(Good),
+    Bad { span: Range<usize>, cut: bool, reason: String, custom_id: Option<String> },
+}
+
+struct Rendered {
+    out: Vec<u8>,
+    side: Vec<u8>,
+    /// The base custom_ids of the chunk's records, one after the other.
+    ids: String,
+    /// Distinct `--split-by` values met in the chunk.
+    keys: Vec<String>,
+    verdicts: Vec<(u64, u64, Verdict)>,
+    any_bad: bool,
+}
+
+fn hex128(h: u128) -> String {
+    format!("{h:032x}")
+}
+
+/// Output buffers handed back by the writer, so that workers do not fault in fresh
+/// memory for every chunk.
+#[derive(Default)]
+struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut v = self.0.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
+        v.clear();
+        v.reserve(capacity);
+        v
+    }
+
+    fn give(&self, v: Vec<u8>) {
+        if v.capacity() > 0 {
+            if let Ok(mut p) = self.0.lock() {
+                if p.len() < 64 {
+                    p.push(v);
+                }
+            }
+        }
+    }
+}
+
+fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
+    let base = chunk.bytes.as_ptr() as usize;
+    let est = chunk.len() + chunk.len() / 2 + 256;
+    let mut r = Rendered {
+        out: pool.take(est * plan.repeat as usize),
+        side: if plan.sidecar { pool.take(chunk.len() * plan.repeat as usize + 1024) } else { Vec::new() },
+        ids: String::new(),
+        keys: Vec::new(),
+        verdicts: Vec::with_capacity(chunk.line_count as usize),
+        any_bad: false,
+    };
+    let mut body = Vec::with_capacity(4096);
+    let mut id = String::new();
+    for line in chunk.lines() {
+        let start = line.bytes.as_ptr() as usize - base;
+        let span = start..start + line.bytes.len();
+        if line.is_blank() {
+            r.verdicts.push((line.number, line.offset, Verdict::Blank));
+            continue;
+        }
+        let verdict = match render_line(&line, plan, &mut r, &mut body, &mut id, span.clone()) {
+            Ok(g) => Verdict::Good(g),
+            Err((reason, custom_id)) => {
+                r.any_bad = true;
+                Verdict::Bad { span, cut: line.is_cut(), reason, custom_id }
+            }
+        };
+        r.verdicts.push((line.number, line.offset, verdict));
+    }
+    r
+}
+
+type LineError = (String, Option<String>);
+
+fn render_line(
+    line: &crate::io::input::Line,
+    plan: &Plan,
+    r: &mut Rendered,
+    body: &mut Vec<u8>,
+    id: &mut String,
+    span: Range<usize>,
+) -> Result<Good, LineError> {
+    if line.is_cut() {
+        return Err((format!("line is {} bytes, too long to hold", line.len), None));
+    }
+    // simdutf8 checks valid text several times faster than std; std finds the position.
+    let text = match simdutf8::basic::from_utf8(line.bytes) {
+        Ok(t) => t,
+        Err(_) => {
+            let at = std::str::from_utf8(line.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+            return Err((format!("invalid UTF-8 at byte {at} of the line"), None));
+        }
+    };
+    let rec = if plan.text { Record::text(text) } else { Record::parse(text).map_err(|e| (e, None))? };
+    let field = |path: &FieldPath, flag: &str| {
+        rec.get(path).map_err(|e| (format!("{e} (used by {flag})"), None))
+    };
+
+    // Group.
+    let group = match &plan.split_by {
+        None => 0,
+        Some(path) => {
+            let v = field(path, "--split-by")?;
+            if !matches!(v.kind(), "string" | "number" | "boolean") {
+                return Err((format!("field \"{path}\" is {}, not a value to split by (--split-by)", v.kind()), None));
+            }
+            let value = v.to_text();
+            match r.keys.iter().position(|k| *k == value) {
+                Some(i) => i as u32,
+                None => {
+                    r.keys.push(value.into_owned());
+                    (r.keys.len() - 1) as u32
+                }
+            }
+        }
+    };
+
+    // Body.
+    body.clear();
+    body.extend_from_slice(&plan.body_pre);
+    match &plan.prompt {
+        Prompt::Template(t) => {
+            let before = body.len();
+            t.render_escaped(&rec, body).map_err(|e| (format!("{e} (used by --template)"), None))?;
+            if body.len() == before {
+                return Err(("the template rendered an empty prompt".into(), None));
+            }
+        }
+        Prompt::Messages(path) => {
+            let v = field(path, "--messages-field")?;
+            check_messages(&v).map_err(|e| (format!("field \"{path}\" {e} (--messages-field)"), None))?;
+            let mut arr = Vec::new();
+            v.write_json(&mut arr);
+            if let Some(sys) = &plan.system_message {
+                body.extend_from_slice(sys);
+                body.push(b',');
+            }
+            body.extend_from_slice(&arr[1..arr.len() - 1]);
+        }
+    }
+    body.extend_from_slice(&plan.body_post);
+
+    // custom_id.
+    id.clear();
+    id.push_str(&plan.prefix);
+    match &plan.id {
+        IdPlan::Line => id.push_str(itoa(line.number).as_str()),
+        IdPlan::Hash => {
+            let mut h = xxhash_rust::xxh3::Xxh3::new();
+            h.update(plan.url.as_bytes());
+            h.update(b"\n");
+            h.update(body);
+            id.push_str(&hex128(h.digest128()));
+        }
+        IdPlan::Field(path) => {
+            let v = field(path, "--id-field")?;
+            if !matches!(v.kind(), "string" | "number") {
+                return Err((format!("field \"{path}\" is {}, not a string or number (--id-field)", v.kind()), None));
+            }
+            let t = v.to_text();
+            if t.is_empty() {
+                return Err((format!("field \"{path}\" is empty (--id-field)"), None));
+            }
+            id.push_str(&t);
+        }
+        IdPlan::Template(t) => {
+            let before = id.len();
+            t.render(&rec, id).map_err(|e| (format!("{e} (used by --id-template)"), None))?;
+            if id.len() == before {
+                return Err(("--id-template rendered an empty id".into(), None));
+            }
+        }
+    }
+
+    // Lines.
+    let out_start = r.out.len();
+    let side_start = r.side.len();
+    let mut warnings = 0;
+    let mut warning = None;
+    let mut full = String::new();
+    for i in 0..plan.repeat {
+        let cid: &str = if plan.repeat == 1 {
+            id
+        } else {
+            full.clear();
+            full.push_str(id);
+            full.push('-');
+            full.push_str(itoa(i as u64).as_str());
+            &full
+        };
+        if let Some(w) = custom_id_warning(cid) {
+            warnings += 1;
+            warning = Some(w);
+        }
+        r.out.extend_from_slice(b"{\"custom_id\":\"");
+        escape_into(cid, &mut r.out);
+        r.out.extend_from_slice(&plan.mid);
+        r.out.extend_from_slice(body);
+        r.out.extend_from_slice(b"}\n");
+        if plan.sidecar {
+            r.side.extend_from_slice(b"{\"custom_id\":\"");
+            escape_into(cid, &mut r.side);
+            r.side.extend_from_slice(b"\",\"line\":");
+            r.side.extend_from_slice(itoa(line.number).as_bytes());
+            r.side.extend_from_slice(b",\"record\":");
+            if plan.text {
+                r.side.extend_from_slice(b"{\"text\":");
+                Val::Text(text).write_json(&mut r.side);
+                r.side.push(b'}');
+            } else {
+                r.side.extend_from_slice(text.trim_matches([' ', '\t']).as_bytes());
+            }
+            r.side.extend_from_slice(b"}\n");
+        }
+    }
+    let (id_key, base_id) = if plan.track_ids {
+        let start = r.ids.len();
+        r.ids.push_str(id);
+        (xxhash_rust::xxh3::xxh3_128(id.as_bytes()), Some(start..r.ids.len()))
+    } else {
+        (0, None)
+    };
+    Ok(Good {
+        out: out_start..r.out.len(),
+        side: side_start..r.side.len(),
+        span,
+        id_key,
+        base_id,
+        group,
+        requests: plan.repeat,
+        warnings,
+        warning,
+    })
+}
+
+/// A decimal number without allocation on the hot path.
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[self.start..]).expect("digits")
+    }
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa(mut n: u64) -> Itoa {
+    let mut buf = [0u8; 20];
+    let mut i = 20;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Itoa { buf, start: i }
+}
+
+/// A messages array: non-empty, every element an object with a string `role`.
+fn check_messages(v: &Val) -> Result<(), String> {
+    let Val::Raw(raw) = v else { return Err("is not an array".into()) };
+    if v.kind() != "array" {
+        return Err(format!("is {}, not a messages array", v.kind()));
+    }
+    let items: Vec<&serde_json::value::RawValue> =
+        serde_json::from_str(raw).map_err(|e| format!("is not a messages array: {e}"))?;
+    if items.is_empty() {
+        return Err("is an empty messages array".into());
+    }
+    for (i, item) in items.iter().enumerate() {
+        #[derive(serde::Deserialize)]
+        struct Msg<'a> {
+            #[serde(borrow)]
+            role: Option<std::borrow::Cow<'a, str>>,
+        }
+        match serde_json::from_str::<Msg>(item.get()) {
+            Ok(Msg { role: Some(_) }) => {}
+            _ => return Err(format!("element {i} is not a message object with a string \"role\"")),
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// The writer: global state, in input order.
+
+/// One output file (the only one without `--split-by`) and its counts.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupSummary {
+    /// The `--split-by` value (absent without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    /// File written (`<stdout>`; absent when no record was written for the group).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    pub written: u64,
+    pub requests: u64,
+    pub over_cap: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+struct Group {
+    summary: GroupSummary,
+    path: Option<PathBuf>,
+    out: Option<Output>,
+}
+
+struct Writer<'a> {
+    cfg: &'a BuildConfig,
+    pool: &'a BufferPool,
+    name: String,
+    groups: Vec<Group>,
+    index: HashMap<String, usize>,
+    used_names: HashSet<String>,
+    reserved: Vec<PathBuf>,
+    seen: HashMap<u128, u64, BuildHasherDefault<FoldHasher>>,
+    sidecar: Option<AtomicFile>,
+    out_bytes: u64,
+    totals: BuildTotals,
+    warning_kinds: HashMap<&'static str, u64>,
+    rejects: RejectSink,
+    echo: RejectEcho,
+}
+
+/// The seen-ids map is keyed by xxh3-128 hashes already: folding them is enough.
+#[derive(Default)]
+struct FoldHasher(u64);
+
+impl Hasher for FoldHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
+    }
+}
+
+/// Counts over the run: `lines = blank + records`, `records = written + rejected +
+/// over_cap`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct BuildTotals {
+    pub lines: u64,
+    pub blank: u64,
+    pub records: u64,
+    pub written: u64,
+    pub requests: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub over_cap: u64,
+    pub warnings: u64,
+}
+
+impl Writer<'_> {
+    fn limit_for(&self, value: Option<&str>) -> Option<u64> {
+        let specific = value.and_then(|v| self.cfg.limits.iter().find(|l| l.value.as_deref() == Some(v)));
+        specific.or_else(|| self.cfg.limits.iter().find(|l| l.value.is_none())).map(|l| l.max)
+    }
+
+    fn group_for(&mut self, value: &str) -> usize {
+        if let Some(&g) = self.index.get(value) {
+            return g;
+        }
+        let dir = self.cfg.out_dir.as_deref().expect("split mode has an out dir");
+        let base = sanitize_group(value);
+        let mut name = format!("{base}.jsonl");
+        let mut n = 0u32;
+        // Case-insensitive, so that "A" and "a" do not collide on macOS or Windows.
+        while self.used_names.contains(&name.to_lowercase()) || self.reserved.contains(&dir.join(&name)) {
+            let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes()) as u32;
+            name = if n == 0 { format!("{base}-{h:08x}.jsonl") } else { format!("{base}-{h:08x}-{n}.jsonl") };
+            n += 1;
+        }
+        self.used_names.insert(name.to_lowercase());
+        self.groups.push(Group {
+            summary: GroupSummary {
+                value: Some(value.to_string()),
+                file: None,
+                written: 0,
+                requests: 0,
+                over_cap: 0,
+                limit: self.limit_for(Some(value)),
+            },
+            path: Some(dir.join(name)),
+            out: None,
+        });
+        self.index.insert(value.to_string(), self.groups.len() - 1);
+        self.groups.len() - 1
+    }
+
+    fn consume(&mut self, chunk: Chunk, r: Rendered) -> Result<Flow> {
+        let simple = !r.any_bad && self.cfg.split_by.is_none() && self.cfg.limits.is_empty() && !self.seen_needed();
+        if simple {
+            // Nothing needs a per-record decision: hand the whole chunk on.
+            for (_, _, v) in &r.verdicts {
+                self.totals.lines += 1;
+                match v {
+                    Verdict::Blank => self.totals.blank += 1,
+                    Verdict::Good(g) => self.count_written(0, g),
+                    Verdict::Bad { .. } => unreachable!("no bad verdict in a simple chunk"),
+                }
+            }
+            self.write(0, &r.out)?;
+            if let Some(s) = self.sidecar.as_mut() {
+                s.write_all(&r.side)?;
+            }
+            self.pool.give(r.out);
+            self.pool.give(r.side);
+            return Ok(Flow::Continue);
+        }
+        let local: Vec<usize> = if self.cfg.split_by.is_some() {
+            r.keys.iter().map(|k| self.group_for(k)).collect()
+        } else {
+            vec![0]
+        };
+        // Consecutive written records of one group are written with one call.
+        let mut run: Option<(usize, Range<usize>, Range<usize>)> = None;
+        let Rendered { out: out_buf, side: side_buf, verdicts, ids, .. } = r;
+        let bufs = (&out_buf[..], &side_buf[..]);
+        for (number, offset, v) in verdicts {
+            self.totals.lines += 1;
+            match v {
+                Verdict::Blank => self.totals.blank += 1,
+                Verdict::Bad { span, cut, reason, custom_id } => {
+                    self.totals.records += 1;
+                    self.reject(Reject::new(number, offset, reason, &chunk.bytes[span], cut).with_custom_id(custom_id))?;
+                }
+                Verdict::Good(g) => {
+                    if let Some(range) = &g.base_id {
+                        let id = &ids[range.clone()];
+                        if let Some(&first) = self.seen.get(&g.id_key) {
+                            self.totals.records += 1;
+                            self.totals.duplicates += 1;
+                            let reason = format!("duplicate custom_id \"{id}\" (first at line {first})");
+                            let rej = Reject::new(number, offset, reason, &chunk.bytes[g.span.clone()], false)
+                                .with_custom_id(Some(id.to_string()));
+                            self.reject(rej)?;
+                            continue;
+                        }
+                    }
+                    let group = local[g.group as usize];
+                    let s = &mut self.groups[group].summary;
+                    if s.limit.is_some_and(|max| s.written >= max) {
+                        s.over_cap += 1;
+                        self.totals.records += 1;
+                        self.totals.over_cap += 1;
+                        continue;
+                    }
+                    if g.base_id.is_some() {
+                        self.seen.insert(g.id_key, number);
+                    }
+                    self.count_written(group, &g);
+                    match &mut run {
+                        Some((rg, out, side)) if *rg == group && out.end == g.out.start => {
+                            out.end = g.out.end;
+                            side.end = g.side.end;
+                        }
+                        _ => {
+                            if let Some(done) = run.replace((group, g.out.clone(), g.side.clone())) {
+                                self.flush_run(bufs, done)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(done) = run {
+            self.flush_run(bufs, done)?;
+        }
+        self.pool.give(out_buf);
+        self.pool.give(side_buf);
+        Ok(Flow::Continue)
+    }
+
+    fn flush_run(&mut self, (obuf, sbuf): (&[u8], &[u8]), (group, out, side): (usize, Range<usize>, Range<usize>)) -> Result<()> {
+        self.write(group, &obuf[out])?;
+        if let Some(s) = self.sidecar.as_mut() {
+            s.write_all(&sbuf[side])?;
+        }
+        Ok(())
+    }
+
+    fn seen_needed(&self) -> bool {
+        !matches!(self.cfg.id, IdMode::Line)
+    }
+
+    fn count_written(&mut self, group: usize, g: &Good) {
+        self.totals.records += 1;
+        self.totals.written += 1;
+        self.totals.requests += u64::from(g.requests);
+        let s = &mut self.groups[group].summary;
+        s.written += 1;
+        s.requests += u64::from(g.requests);
+        if g.warnings > 0 {
+            self.totals.warnings += u64::from(g.warnings);
+            *self.warning_kinds.entry(g.warning.expect("kind with count")).or_default() += u64::from(g.warnings);
+        }
+    }
+
+    fn write(&mut self, group: usize, bytes: &[u8]) -> Result<()> {
+        let g = &mut self.groups[group];
+        if g.out.is_none() {
+            let path = g.path.as_ref().expect("split groups have a path");
+            g.out = Some(Output::File(AtomicFile::create(path)?));
+            g.summary.file = Some(path.display().to_string());
+        }
+        self.out_bytes += bytes.len() as u64;
+        g.out.as_mut().expect("output open").write_all(bytes)
+    }
+
+    fn reject(&mut self, r: Reject) -> Result<()> {
+        if self.cfg.on_error == ErrorMode::Fail {
+            return Err(Error::BadLine { file: self.name.clone(), line: r.line, offset: r.offset, reason: r.reason });
+        }
+        self.totals.rejected += 1;
+        self.echo.echo(&self.name, r.line, r.offset, &r.reason);
+        self.rejects.write(&r)
+    }
+}
+
+/// What `run` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct BuildSummary {
+    pub command: &'static str,
+    pub input: String,
+    /// The request file, `<stdout>`, or the `--out-dir`.
+    pub output: String,
+    pub endpoint: &'static str,
+    pub model: String,
+    #[serde(flatten)]
+    pub totals: BuildTotals,
+    pub warning_kinds: HashMap<&'static str, u64>,
+    pub groups: Vec<GroupSummary>,
+    pub rejects_file: Option<String>,
+    pub sidecar: Option<String>,
+    /// Bytes of request lines written (before any compression).
+    pub output_bytes: u64,
+    pub throughput: Throughput,
+    #[serde(skip)]
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub data_on_stdout: bool,
+}
+
+impl BuildSummary {
+    /// The one-line human summary.
+    pub fn human(&self) -> String {
+        let t = &self.totals;
+        let mut s = format!(
+            "build: {} records: {} written ({} requests{}), {} rejected ({} duplicates), {} over cap; {} blank lines",
+            t.records,
+            t.written,
+            t.requests,
+            if self.groups.len() > 1 || self.groups.iter().any(|g| g.value.is_some()) {
+                format!(" in {} files", self.groups.iter().filter(|g| g.file.is_some()).count())
+            } else {
+                String::new()
+            },
+            t.rejected,
+            t.duplicates,
+            t.over_cap,
+            t.blank
+        );
+        if t.warnings > 0 {
+            s.push_str(&format!(", {} custom_id warnings", t.warnings));
+        }
+        s.push_str(&format!("; {} of requests; {}", human_bytes(self.output_bytes()), self.throughput.human()));
+        s
+    }
+
+    fn output_bytes(&self) -> u64 {
+        self.output_bytes
+    }
+}
+
+/// Checks the out dir: created when missing; refused when it holds visible files,
+/// unless `force`.
+fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
+    if !dir.exists() {
+        return std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e));
+    }
+    if !dir.is_dir() {
+        return usage(format!("{}: not a directory", dir.display()));
+    }
+    let visible = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    if visible && !force {
+        return usage(format!("{}: directory is not empty (use --force to write into it)", dir.display()));
+    }
+    Ok(())
+}
+
+/// Runs `build`.
+pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
+    let plan = Plan::new(cfg)?;
+    // Outputs may not overwrite the input, nor each other.
+    let mut outs: Vec<&Path> = Vec::new();
+    if let (OutputSpec::Path(p), None) = (&cfg.output, &cfg.out_dir) {
+        outs.push(p);
+    }
+    outs.extend(cfg.sidecar.as_deref());
+    outs.extend(cfg.rejects.as_deref());
+    if let Some(input) = cfg.input.path() {
+        for o in &outs {
+            ensure_not_input(o, &[input])?;
+        }
+    }
+    for (i, a) in outs.iter().enumerate() {
+        if outs[..i].iter().any(|b| b == a) {
+            return usage(format!("{}: given as two different outputs", a.display()));
+        }
+    }
+    let input = OpenInput::open(&cfg.input)?;
+    if let Some(dir) = &cfg.out_dir {
+        prepare_out_dir(dir, cfg.force)?;
+    }
+    let rejects = match (&cfg.rejects, cfg.on_error) {
+        (Some(p), ErrorMode::Skip) => RejectSink::to_file(p)?,
+        _ => RejectSink::create(None)?,
+    };
+    let sidecar = match &cfg.sidecar {
+        Some(p) => Some(AtomicFile::create(p)?),
+        None => None,
+    };
+    let mut groups = Vec::new();
+    if cfg.out_dir.is_none() {
+        groups.push(Group {
+            summary: GroupSummary {
+                value: None,
+                file: Some(cfg.output.display_name()),
+                written: 0,
+                requests: 0,
+                over_cap: 0,
+                limit: cfg.limits.iter().find(|l| l.value.is_none()).map(|l| l.max),
+            },
+            path: None,
+            out: Some(Output::create(&cfg.output)?),
+        });
+    }
+    let mut reserved: Vec<PathBuf> = Vec::new();
+    if let Some(dir) = &cfg.out_dir {
+        let canon_dir = std::fs::canonicalize(dir).ok();
+        // No group file may replace the sidecar, the rejects file or the input.
+        let input_path = cfg.input.path().map(Path::to_path_buf);
+        for p in cfg.sidecar.iter().chain(cfg.rejects.iter()).chain(input_path.iter()) {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if canon_dir.is_some() && std::fs::canonicalize(parent).ok() == canon_dir {
+                if let Some(n) = p.file_name() {
+                    reserved.push(dir.join(n));
+                }
+            }
+        }
+    }
+    let pool = BufferPool::default();
+    let mut writer = Writer {
+        cfg,
+        pool: &pool,
+        name: input.name().to_string(),
+        groups,
+        index: HashMap::new(),
+        used_names: HashSet::new(),
+        reserved,
+        seen: HashMap::default(),
+        sidecar,
+        out_bytes: 0,
+        totals: BuildTotals::default(),
+        warning_kinds: HashMap::new(),
+        rejects,
+        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
+    };
+    let stats = engine::run(input, &cfg.engine, |chunk| render_chunk(chunk, &plan, &pool), |chunk, r| writer.consume(chunk, r))?;
+    let Writer { groups, totals, warning_kinds, rejects, sidecar, out_bytes, .. } = writer;
+
+    // Everything is flushed and synced first; files are renamed into place only then.
+    let mut pending: Vec<PendingFile> = Vec::new();
+    let mut summaries = Vec::new();
+    for g in groups {
+        match g.out {
+            Some(Output::File(f)) => {
+                pending.push(f.finish_pending()?);
+            }
+            Some(stdout) => stdout.finish()?,
+            None => {}
+        }
+        summaries.push(g.summary);
+    }
+    if let Some(s) = sidecar {
+        pending.push(s.finish_pending()?);
+    }
+    rejects.finish()?;
+    for p in pending {
+        p.commit()?;
+    }
+    for l in &cfg.limits {
+        if let Some(v) = &l.value {
+            if !summaries.iter().any(|g| g.value.as_deref() == Some(v)) && cfg.summary != SummaryMode::Quiet {
+                eprintln!("batchline: --limit {v}={}: no record had this --split-by value", l.max);
+            }
+        }
+    }
+    debug_assert_eq!(totals.lines, totals.blank + totals.records);
+    debug_assert_eq!(totals.records, totals.written + totals.rejected + totals.over_cap);
+    let outcome = if totals.rejected > 0 { Outcome::WithRejects } else { Outcome::Clean };
+    Ok(BuildSummary {
+        command: "build",
+        input: cfg.input.display_name(),
+        output: match &cfg.out_dir {
+            Some(d) => d.display().to_string(),
+            None => cfg.output.display_name(),
+        },
+        endpoint: cfg.endpoint.url(),
+        model: cfg.model.clone(),
+        totals,
+        warning_kinds,
+        groups: summaries,
+        rejects_file: cfg.rejects.as_ref().filter(|_| cfg.on_error == ErrorMode::Skip).map(|p| p.display().to_string()),
+        sidecar: cfg.sidecar.as_ref().map(|p| p.display().to_string()),
+        output_bytes: out_bytes,
+        throughput: Throughput::new(stats.bytes, stats.elapsed),
+        outcome,
+        data_on_stdout: cfg.out_dir.is_none() && cfg.output.is_stdout(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_parse_as_json_or_string() {
+        assert_eq!(parse_param("top_p=0.5").unwrap(), ("top_p".into(), serde_json::json!(0.5)));
+        assert_eq!(parse_param("user=bob").unwrap(), ("user".into(), serde_json::json!("bob")));
+        assert_eq!(parse_param("stop=[\"x\"]").unwrap().1, serde_json::json!(["x"]));
+        assert_eq!(parse_param("s=a=b").unwrap().1, serde_json::json!("a=b"));
+        assert!(parse_param("stream=true").unwrap_err().contains("stream"));
+        assert!(parse_param("novalue").is_err());
+        assert!(parse_param("=1").is_err());
+    }
+
+    #[test]
+    fn limits_parse() {
+        assert_eq!(parse_limit("10").unwrap(), Limit { value: None, max: 10 });
+        assert_eq!(parse_limit("a=b=3").unwrap(), Limit { value: Some("a=b".into()), max: 3 });
+        assert!(parse_limit("x").is_err());
+        assert!(parse_limit("x=-1").is_err());
+    }
+
+    #[test]
+    fn group_names_are_safe() {
+        assert_eq!(sanitize_group("../../etc/passwd"), "_._.._etc_passwd");
+        assert_eq!(sanitize_group(""), "_");
+        assert_eq!(sanitize_group(".hidden"), "_hidden");
+        assert_eq!(sanitize_group("fr-FR"), "fr-FR");
+        assert_eq!(sanitize_group("日本"), "__");
+        assert_eq!(schema_name("my schema.v2"), "my_schema_v2");
+    }
+
+    #[test]
+    fn itoa_writes_decimal() {
+        for n in [0u64, 7, 10, 12345, u64::MAX] {
+            assert_eq!(itoa(n).as_str(), n.to_string());
+        }
+    }
+}

@@ -111,6 +111,59 @@ pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>
     (id, texts_of(raw))
 }
 
+/// Reads a line of any JSONL for `--text-field`: the text at JSON pointer `text_ptr` (a
+/// string is a text to parse; an object, array, number or boolean is already JSON) and
+/// the custom_id at `id_ptr` (a string, or a number's digits).
+pub fn read_field<'a>(
+    line: &'a str,
+    text_ptr: &str,
+    id_ptr: &str,
+) -> (Option<Cow<'a, str>>, Result<Vec<TextItem<'a>>, Failure>) {
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(line) {
+        return (None, Err(Failure::new("bad_line", format!("not JSON: {e}"))));
+    }
+    let id = crate::json_text::pointer(line, id_ptr).and_then(|r| {
+        let raw = &line[r];
+        match raw.as_bytes()[0] {
+            b'"' => decode_str(raw),
+            b'-' | b'0'..=b'9' => Some(Cow::Borrowed(raw)),
+            _ => None,
+        }
+    });
+    let source = match crate::json_text::pointer(line, text_ptr) {
+        None => return (id, Err(Failure::new("no_text", format!("the line has no {text_ptr}")))),
+        Some(r) => {
+            let raw = &line[r];
+            match raw.as_bytes()[0] {
+                b'"' => match decode_str(raw) {
+                    Some(t) => TextSource::Text(t),
+                    None => return (id, Err(Failure::new("bad_line", "undecodable string"))),
+                },
+                b'n' => {
+                    return (id, Err(Failure::new("no_text", format!("{text_ptr} is null"))));
+                }
+                _ => TextSource::Json(raw),
+            }
+        }
+    };
+    let item = TextItem {
+        choice: 0,
+        tool: None,
+        source,
+        provider_truncated: false,
+    };
+    (id, Ok(vec![item]))
+}
+
+/// Decodes a JSON string literal, borrowing when it holds no escape.
+fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        raw.get(1..raw.len() - 1).map(Cow::Borrowed)
+    }
+}
+
 fn texts_of(raw: RawLine<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
     if let Some(err) = raw.error.as_ref().filter(|e| !e.is_null()) {
         let status = raw.response.as_ref().and_then(|r| r.status_code);

@@ -549,10 +549,34 @@ impl Ctx<'_> {
                 },
             )
         };
-        let Some(range) = json_text::pointer(json, ptr) else {
+        let Some(mut range) = json_text::pointer(json, ptr) else {
             return bad(st, "not_array", &format!("the value has no {ptr} to explode"));
         };
-        let Some(elements) = json_text::array_elements(json, range.clone()) else {
+        // --explode says an array is there: a string holding exactly one JSON array
+        // (double-encoded) is decoded once, and says so.
+        let decoded = decode_string_as(&json[range.clone()], false, true);
+        let (src, on_edge) = match &decoded {
+            Some(d) => {
+                if self.cfg.strict {
+                    return bad(
+                        st,
+                        "not_strict",
+                        &format!("{at} needs a repair: double_encoded (a string holding JSON)"),
+                    );
+                }
+                *st.out.counts.repairs.entry(DOUBLE_ENCODED).or_default() += 1;
+                repairs.push(DOUBLE_ENCODED);
+                range = 0..d.len();
+                (d.as_str(), false)
+            }
+            // Only an array on the value's right edge can hold the cut: its last element
+            // may be incomplete; earlier ones were complete before the cut.
+            None => (
+                json,
+                v.truncated && json[range.end..].bytes().all(|b| b == b']' || b == b'}'),
+            ),
+        };
+        let Some(elements) = json_text::array_elements(src, range.clone()) else {
             if several && ptr.is_empty() {
                 // A text of several values (one per line, a numbered list) is a list by
                 // its form: a value that is not an array is one element of it.
@@ -573,15 +597,12 @@ impl Ctx<'_> {
         if elements.is_empty() {
             return bad(st, "empty_array", &format!("{at} is an empty array: nothing to explode"));
         }
-        // Only an array on the value's right edge can hold the cut: its last element may
-        // be incomplete; earlier ones were complete before the cut.
-        let on_edge = v.truncated && json[range.end..].bytes().all(|b| b == b']' || b == b'}');
         let last = elements.len() - 1;
         for (i, e) in elements.into_iter().enumerate() {
             let mut o = origin;
             o.index = Some(*next_index);
             *next_index += 1;
-            self.item(st, o, text, &json[e], &repairs, on_edge && i == last);
+            self.item(st, o, text, &src[e], &repairs, on_edge && i == last);
         }
     }
 
@@ -682,6 +703,21 @@ fn resolve<'s>(mut s: &'s Value, root: &'s Value) -> &'s Value {
     s
 }
 
+/// When `raw` is a JSON string literal whose content is exactly one strict JSON object
+/// (`obj`) or array (`arr`), that value's compact JSON text (numbers as written).
+fn decode_string_as(raw: &str, obj: bool, arr: bool) -> Option<String> {
+    if !raw.starts_with('"') {
+        return None;
+    }
+    let inner = serde_json::from_str::<String>(raw).ok()?;
+    let vals = loose::fast_path(&inner, &ParseOptions::default())?;
+    let [v] = vals.as_slice() else {
+        return None;
+    };
+    let fits = (obj && v.json.starts_with('{')) || (arr && v.json.starts_with('['));
+    fits.then(|| v.json.clone())
+}
+
 /// With a schema: every string in `json` whose schema type is object or array (and not
 /// string) and that holds exactly one strict JSON value of that type is replaced by that
 /// value, once (a string inside the decoded value is decoded only if its own schema asks
@@ -727,22 +763,10 @@ fn walk(
             if !(wants_obj || wants_arr) || types.contains(&"string") {
                 return;
             }
-            let Ok(inner) = serde_json::from_str::<String>(&json[range.clone()]) else {
+            let Some(v) = decode_string_as(&json[range.clone()], wants_obj, wants_arr) else {
                 return;
             };
-            let plain = ParseOptions::default();
-            let Some(vals) = loose::fast_path(&inner, &plain) else {
-                return;
-            };
-            if vals.len() != 1 {
-                return;
-            }
-            let v = &vals[0].json;
-            let fits = (wants_obj && v.starts_with('{')) || (wants_arr && v.starts_with('['));
-            if !fits {
-                return;
-            }
-            let new = decode_doubles(v, schema).unwrap_or_else(|| v.clone());
+            let new = decode_doubles(&v, schema).unwrap_or(v);
             edits.push((range, new));
         }
         b'{' => {

@@ -169,7 +169,7 @@ impl ShardArgs {
 pub struct ExtractArgs {
     /// Result files (Batch API output or error files, any JSONL with --text-field), or
     /// `-` for stdin.
-    #[arg(required = true, value_name = "RESULTS")]
+    #[arg(value_name = "RESULTS")]
     pub inputs: Vec<String>,
     /// Records file (default: stdout; `.zst`/`.gz` compress).
     #[arg(long, short = 'o', value_name = "OUT", default_value = "-")]
@@ -186,7 +186,7 @@ pub struct ExtractArgs {
     #[arg(long, value_name = "FILE")]
     pub schema: Option<PathBuf>,
     /// One record per element of the array at POINTER (default: the value itself),
-    /// with its `index`.
+    /// with its `index`. Put it after RESULTS, or write `--explode=/pointer`.
     #[arg(long, value_name = "POINTER", num_args = 0..=1, default_missing_value = "")]
     pub explode: Option<String>,
     /// Read the text at this JSON pointer of each line (any JSONL) instead of finding
@@ -202,8 +202,10 @@ impl ExtractArgs {
     pub fn into_config(mut self, g: &GlobalArgs) -> commands::extract::ExtractConfig {
         use batchline::io::output::OutputSpec;
         // `--explode FILE`: a JSON pointer is empty or starts with '/', so a value that
-        // does not is the next input file and --explode splits the value itself.
-        if let Some(e) = self.explode.as_ref().filter(|e| !e.is_empty() && !e.starts_with('/')) {
+        // does not (or any value when no RESULTS follow) is an input file and --explode
+        // splits the value itself. `--explode=/ptr` is never ambiguous.
+        let is_input = |e: &String| !e.is_empty() && (!e.starts_with('/') || self.inputs.is_empty());
+        if let Some(e) = self.explode.as_ref().filter(|e| is_input(e)) {
             self.inputs.insert(0, e.clone());
             self.explode = Some(String::new());
         }

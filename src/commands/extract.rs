@@ -827,7 +827,7 @@ impl Writer {
 /// Runs `extract`.
 pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     if cfg.inputs.is_empty() {
-        return Err(Error::Usage("no input file".into()));
+        return Err(Error::Usage("no input file (give RESULTS..., or - for stdin)".into()));
     }
     if cfg.inputs.iter().filter(|i| **i == InputSpec::Stdin).count() > 1 {
         return Err(Error::Usage("standard input (-) can be read only once".into()));

@@ -382,7 +382,9 @@ impl Ctx<'_> {
                 index: None,
             };
             let lossy;
-            let text = match std::str::from_utf8(line.bytes) {
+            let text = match simdutf8::basic::from_utf8(line.bytes)
+                .map_err(|_| std::str::from_utf8(line.bytes).unwrap_err())
+            {
                 Ok(t) if !line.is_cut() => Ok(t),
                 Ok(_) => Err(("line_too_long", format!("the line is {} bytes, longer than this run keeps in memory", line.len))),
                 Err(e) => Err((
@@ -524,13 +526,16 @@ impl Ctx<'_> {
         if v.truncated {
             c.truncated += 1;
         }
-        let mut repairs: Vec<&'static str> = Vec::with_capacity(v.repairs.len() + 1);
-        for r in &v.repairs {
+        // Repair names on the stack: no allocation per value.
+        let mut names = [""; 32];
+        let mut n = 0;
+        for r in v.repairs.iter().take(names.len() - 1) {
             *c.repairs.entry(r.name()).or_default() += 1;
-            repairs.push(r.name());
+            names[n] = r.name();
+            n += 1;
         }
         let Some(ptr) = &self.cfg.explode else {
-            return self.item(st, origin, text, &v.json, &repairs, v.truncated);
+            return self.item(st, origin, text, &v.json, &names[..n], v.truncated);
         };
         let json = v.json.as_str();
         let at = if ptr.is_empty() { "the value" } else { ptr.as_str() };
@@ -565,7 +570,8 @@ impl Ctx<'_> {
                     );
                 }
                 *st.out.counts.repairs.entry(DOUBLE_ENCODED).or_default() += 1;
-                repairs.push(DOUBLE_ENCODED);
+                names[n] = DOUBLE_ENCODED;
+                n += 1;
                 range = 0..d.len();
                 (d.as_str(), false)
             }
@@ -583,7 +589,7 @@ impl Ctx<'_> {
                 let mut o = origin;
                 o.index = Some(*next_index);
                 *next_index += 1;
-                return self.item(st, o, text, json, &repairs, v.truncated);
+                return self.item(st, o, text, json, &names[..n], v.truncated);
             }
             let kind = match json.as_bytes()[range.start] {
                 b'{' => "an object",
@@ -602,7 +608,7 @@ impl Ctx<'_> {
             let mut o = origin;
             o.index = Some(*next_index);
             *next_index += 1;
-            self.item(st, o, text, &src[e], &repairs, on_edge && i == last);
+            self.item(st, o, text, &src[e], &names[..n], on_edge && i == last);
         }
     }
 

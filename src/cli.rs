@@ -69,6 +69,8 @@ pub enum Command {
     Shard(ShardArgs),
     /// Turn prompt records (JSONL, or text lines) into Batch API request lines.
     Build(BuildArgs),
+    /// Parse the model answers of result files into JSON records, never inventing data.
+    Extract(ExtractArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -195,7 +197,13 @@ pub struct BuildArgs {
     #[arg(default_value = "-")]
     pub input: String,
     /// Request file (`.zst`/`.gz` compressed), or `-` for stdout.
-    #[arg(long, short = 'o', value_name = "OUT", default_value = "-", conflicts_with = "out_dir")]
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "OUT",
+        default_value = "-",
+        conflicts_with = "out_dir"
+    )]
     pub output: String,
     /// Model name for every request (body.model).
     #[arg(long, short = 'm')]
@@ -266,7 +274,10 @@ pub struct BuildArgs {
 }
 
 impl BuildArgs {
-    pub fn into_config(self, g: &GlobalArgs) -> Result<commands::build::BuildConfig, batchline::Error> {
+    pub fn into_config(
+        self,
+        g: &GlobalArgs,
+    ) -> Result<commands::build::BuildConfig, batchline::Error> {
         use batchline::batch::Endpoint;
         use commands::build::{load_text_arg, parse_response_format, IdMode};
         let mut c = commands::build::BuildConfig::new(InputSpec::parse(&self.input), self.model);
@@ -279,13 +290,22 @@ impl BuildArgs {
             EndpointArg::Embeddings => Endpoint::Embeddings,
             EndpointArg::Completions => Endpoint::Completions,
         };
-        c.system = self.system.map(|s| load_text_arg("--system", &s)).transpose()?;
-        c.template = self.template.map(|s| load_text_arg("--template", &s)).transpose()?;
+        c.system = self
+            .system
+            .map(|s| load_text_arg("--system", &s))
+            .transpose()?;
+        c.template = self
+            .template
+            .map(|s| load_text_arg("--template", &s))
+            .transpose()?;
         c.messages_field = self.messages_field;
         c.max_tokens = self.max_tokens;
         c.temperature = self.temperature;
         c.params = self.params;
-        c.response_format = self.response_format.map(|s| parse_response_format(&s)).transpose()?;
+        c.response_format = self
+            .response_format
+            .map(|s| parse_response_format(&s))
+            .transpose()?;
         c.id = match (self.id_field, self.id_template, self.id) {
             (Some(f), _, _) => IdMode::Field(f),
             (_, Some(t), _) => IdMode::Template(t),
@@ -303,5 +323,65 @@ impl BuildArgs {
         c.summary = g.summary_mode();
         c.engine = g.engine();
         Ok(c)
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct ExtractArgs {
+    /// Result files (Batch API output or error files, any JSONL with --text-field), or
+    /// `-` for stdin.
+    #[arg(value_name = "RESULTS")]
+    pub inputs: Vec<String>,
+    /// Records file (default: stdout; `.zst`/`.gz` compress).
+    #[arg(long, short = 'o', value_name = "OUT", default_value = "-")]
+    pub output: String,
+    /// Rejects file: failed requests, refusals, texts without JSON, schema failures.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<String>,
+    /// Accept only values that needed no repair beyond stripping fences, prose,
+    /// <think> blocks and the like.
+    #[arg(long)]
+    pub strict: bool,
+    /// Check every record's value against this JSON Schema; a string where the schema
+    /// wants an object or array is decoded once (double-encoded JSON).
+    #[arg(long, value_name = "FILE")]
+    pub schema: Option<PathBuf>,
+    /// One record per element of the array at POINTER (default: the value itself),
+    /// with its `index`. Put it after RESULTS, or write `--explode=/pointer`.
+    #[arg(long, value_name = "POINTER", num_args = 0..=1, default_missing_value = "")]
+    pub explode: Option<String>,
+    /// Read the text at this JSON pointer of each line (any JSONL) instead of finding
+    /// it by result body shape.
+    #[arg(long, value_name = "POINTER")]
+    pub text_field: Option<String>,
+    /// With --text-field: the JSON pointer of the line's id.
+    #[arg(long, value_name = "POINTER", default_value = "/custom_id")]
+    pub id_field: String,
+}
+
+impl ExtractArgs {
+    pub fn into_config(mut self, g: &GlobalArgs) -> commands::extract::ExtractConfig {
+        use batchline::io::output::OutputSpec;
+        // `--explode FILE`: a JSON pointer is empty or starts with '/', so a value that
+        // does not (or any value when no RESULTS follow) is an input file and --explode
+        // splits the value itself. `--explode=/ptr` is never ambiguous.
+        let is_input =
+            |e: &String| !e.is_empty() && (!e.starts_with('/') || self.inputs.is_empty());
+        if let Some(e) = self.explode.as_ref().filter(|e| is_input(e)) {
+            self.inputs.insert(0, e.clone());
+            self.explode = Some(String::new());
+        }
+        let inputs = self.inputs.iter().map(|i| InputSpec::parse(i)).collect();
+        let mut c = commands::extract::ExtractConfig::new(inputs, OutputSpec::parse(&self.output));
+        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
+        c.strict = self.strict;
+        c.schema = self.schema;
+        c.explode = self.explode;
+        c.text_field = self.text_field;
+        c.id_field = self.id_field;
+        c.summary = g.summary_mode();
+        c.quiet = g.quiet;
+        c.engine = g.engine();
+        c
     }
 }

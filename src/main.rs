@@ -54,5 +54,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
             Ok(summary.outcome)
         }
+        Command::Extract(args) => {
+            let cfg = args.into_config(&g);
+            let summary = commands::extract::run(&cfg)?;
+            print_summary(mode, &summary, &summary.human(), cfg.output.is_stdout());
+            Ok(summary.outcome)
+        }
     }
 }

@@ -43,7 +43,10 @@ impl FieldPath {
         if segments.iter().any(|s| s.is_empty()) {
             return Err(format!("bad field path \"{text}\": empty segment"));
         }
-        Ok(FieldPath { text: text.to_string(), segments })
+        Ok(FieldPath {
+            text: text.to_string(),
+            segments,
+        })
     }
 }
 
@@ -87,9 +90,13 @@ impl Template {
                         format!("template: '{{' at byte {i} is not closed (write '{{{{' for a literal brace)")
                     })?;
                     let name = &rest[..end];
-                    let path = FieldPath::parse(name).map_err(|e| format!("template: {e} at byte {i}"))?;
+                    let path =
+                        FieldPath::parse(name).map_err(|e| format!("template: {e} at byte {i}"))?;
                     if !lit.is_empty() {
-                        parts.push(Part::Lit { escaped: escaped(&lit), plain: std::mem::take(&mut lit) });
+                        parts.push(Part::Lit {
+                            escaped: escaped(&lit),
+                            plain: std::mem::take(&mut lit),
+                        });
                     }
                     parts.push(Part::Field(path));
                     // Skip the placeholder's characters and its closing brace.
@@ -104,7 +111,10 @@ impl Template {
             }
         }
         if !lit.is_empty() {
-            parts.push(Part::Lit { escaped: escaped(&lit), plain: lit });
+            parts.push(Part::Lit {
+                escaped: escaped(&lit),
+                plain: lit,
+            });
         }
         Ok(Template { parts })
     }
@@ -270,17 +280,24 @@ impl<'a> Record<'a> {
             Err(e) => return Err(format!("invalid JSON: {e}")),
         };
         de.end().map_err(|e| format!("invalid JSON: {e}"))?;
-        Ok(Record { fields: fields.into_iter().map(|(k, v)| (k, Val::Raw(v))).collect() })
+        Ok(Record {
+            fields: fields.into_iter().map(|(k, v)| (k, Val::Raw(v))).collect(),
+        })
     }
 
     /// The record of a `--text` line: `{"text": line}`.
     pub fn text(line: &'a str) -> Record<'a> {
-        Record { fields: vec![(Cow::Borrowed("text"), Val::Text(line))] }
+        Record {
+            fields: vec![(Cow::Borrowed("text"), Val::Text(line))],
+        }
     }
 
     /// Looks a dotted path up.
     pub fn get(&self, path: &FieldPath) -> Result<Val<'a>, LookupError> {
-        let missing = |not_container: Option<String>| LookupError { field: path.text.clone(), not_container };
+        let missing = |not_container: Option<String>| LookupError {
+            field: path.text.clone(),
+            not_container,
+        };
         let first = &path.segments[0];
         let mut cur = match self.fields.iter().find(|(k, _)| k == first) {
             Some((_, v)) => *v,
@@ -301,7 +318,8 @@ impl<'a> Record<'a> {
                 }
                 Some(b'[') => {
                     let idx: usize = seg.parse().map_err(|_| missing(None))?;
-                    let arr: Vec<&RawValue> = serde_json::from_str(raw).expect("nested array was validated");
+                    let arr: Vec<&RawValue> =
+                        serde_json::from_str(raw).expect("nested array was validated");
                     match arr.get(idx) {
                         Some(v) => Val::Raw(v.get()),
                         None => return Err(missing(None)),
@@ -585,7 +603,10 @@ mod tests {
     #[test]
     fn fields_nested_and_literal_braces() {
         let rec = r#"{"a":"x","n":{"b":"y","c":[1,"two"]},"k":3}"#;
-        assert_eq!(render("{a}-{n.b} {{lit}} }}{{", rec).unwrap(), "x-y {lit} }{");
+        assert_eq!(
+            render("{a}-{n.b} {{lit}} }}{{", rec).unwrap(),
+            "x-y {lit} }{"
+        );
         assert_eq!(render("{n.c.1}/{n.c.0}", rec).unwrap(), "two/1");
         assert_eq!(render("no fields", rec).unwrap(), "no fields");
         assert_eq!(render("", rec).unwrap(), "");
@@ -594,13 +615,19 @@ mod tests {
     #[test]
     fn non_string_values_are_compact_json() {
         let rec = r#"{"n": 1.5, "b": true, "z": null, "o": { "k" : [1, 2, "a b"] }}"#;
-        assert_eq!(render("{n} {b} {z} {o}", rec).unwrap(), r#"1.5 true null {"k":[1,2,"a b"]}"#);
+        assert_eq!(
+            render("{n} {b} {z} {o}", rec).unwrap(),
+            r#"1.5 true null {"k":[1,2,"a b"]}"#
+        );
     }
 
     #[test]
     fn escapes_round_trip() {
         let rec = r#"{"t":"q\"uote\\ tab\t nl\n \u0001 \u00e9 é 😀 \/"}"#;
-        assert_eq!(render("<{t}>", rec).unwrap(), "<q\"uote\\ tab\t nl\n \u{1} é é 😀 />");
+        assert_eq!(
+            render("<{t}>", rec).unwrap(),
+            "<q\"uote\\ tab\t nl\n \u{1} é é 😀 />"
+        );
         assert_eq!(render("\"{{}}\"\n", r#"{}"#).unwrap(), "\"{}\"\n");
     }
 
@@ -608,7 +635,10 @@ mod tests {
     fn missing_fields_are_named() {
         let rec = r#"{"a":"x","n":{"b":"y"}}"#;
         assert_eq!(render("{b}", rec).unwrap_err(), "record has no field \"b\"");
-        assert_eq!(render("{n.c}", rec).unwrap_err(), "record has no field \"n.c\"");
+        assert_eq!(
+            render("{n.c}", rec).unwrap_err(),
+            "record has no field \"n.c\""
+        );
         assert_eq!(
             render("{a.c}", rec).unwrap_err(),
             "record has no field \"a.c\" (\"a\" is not an object or array)"
@@ -617,8 +647,13 @@ mod tests {
 
     #[test]
     fn compile_errors() {
-        for bad in ["{", "a{b", "}", "a}b", "{}", "{a..b}", "{.a}", "{a{b}}", "{a"] {
-            assert!(Template::compile(bad).is_err(), "{bad:?} should not compile");
+        for bad in [
+            "{", "a{b", "}", "a}b", "{}", "{a..b}", "{.a}", "{a{b}}", "{a",
+        ] {
+            assert!(
+                Template::compile(bad).is_err(),
+                "{bad:?} should not compile"
+            );
         }
         let t = Template::compile("{x}{y.z}{x}").unwrap();
         let names: Vec<_> = t.fields().map(|f| f.text.as_str()).collect();
@@ -628,13 +663,26 @@ mod tests {
 
     #[test]
     fn records_must_be_objects_without_duplicate_keys() {
-        assert!(Record::parse("[1]").unwrap_err().contains("not a JSON object"));
-        assert!(Record::parse("\"s\"").unwrap_err().contains("not a JSON object"));
-        assert!(Record::parse("{\"a\":1,\"a\":2}").unwrap_err().contains("duplicate key"));
-        assert!(Record::parse("{\"a\":1} x").unwrap_err().contains("invalid JSON"));
-        assert!(Record::parse("{\"a\":").unwrap_err().contains("invalid JSON"));
+        assert!(Record::parse("[1]")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(Record::parse("\"s\"")
+            .unwrap_err()
+            .contains("not a JSON object"));
+        assert!(Record::parse("{\"a\":1,\"a\":2}")
+            .unwrap_err()
+            .contains("duplicate key"));
+        assert!(Record::parse("{\"a\":1} x")
+            .unwrap_err()
+            .contains("invalid JSON"));
+        assert!(Record::parse("{\"a\":")
+            .unwrap_err()
+            .contains("invalid JSON"));
         let r = Record::parse(r#"{"a\u0062":"v"}"#).unwrap();
-        assert_eq!(r.get(&FieldPath::parse("ab").unwrap()).unwrap().to_text(), "v");
+        assert_eq!(
+            r.get(&FieldPath::parse("ab").unwrap()).unwrap().to_text(),
+            "v"
+        );
     }
 
     #[test]

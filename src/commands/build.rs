@@ -60,7 +60,11 @@ pub enum ResponseFormat {
     Text,
     JsonObject,
     /// Structured output: the schema, its name, strict mode.
-    JsonSchema { name: String, schema: Value, strict: bool },
+    JsonSchema {
+        name: String,
+        schema: Value,
+        strict: bool,
+    },
 }
 
 /// One `--limit`: a cap on the records written for one group (`value`) or for every
@@ -144,9 +148,11 @@ pub fn load_text_arg(flag: &str, arg: &str) -> Result<String> {
     if let Some(lit) = arg.strip_prefix("@@") {
         return Ok(format!("@{lit}"));
     }
-    let Some(path) = arg.strip_prefix('@') else { return Ok(arg.to_string()) };
-    let mut s = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("{flag} @{path}: {e}")))?;
+    let Some(path) = arg.strip_prefix('@') else {
+        return Ok(arg.to_string());
+    };
+    let mut s =
+        std::fs::read_to_string(path).map_err(|e| Error::Usage(format!("{flag} @{path}: {e}")))?;
     if s.ends_with('\n') {
         s.pop();
         if s.ends_with('\r') {
@@ -158,13 +164,17 @@ pub fn load_text_arg(flag: &str, arg: &str) -> Result<String> {
 
 /// `key=value`: the value is JSON when it parses as JSON, a string otherwise.
 pub fn parse_param(arg: &str) -> Result<(String, Value), String> {
-    let (key, value) = arg.split_once('=').ok_or_else(|| format!("--param {arg:?}: expected key=value"))?;
+    let (key, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("--param {arg:?}: expected key=value"))?;
     let key = key.trim();
     if key.is_empty() {
         return Err(format!("--param {arg:?}: empty key"));
     }
     if key == "stream" || key == "stream_options" {
-        return Err(format!("--param {key}: streaming is not supported by the Batch API"));
+        return Err(format!(
+            "--param {key}: streaming is not supported by the Batch API"
+        ));
     }
     let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
     Ok((key.to_string(), value))
@@ -176,7 +186,10 @@ pub fn parse_limit(arg: &str) -> Result<Limit, String> {
         Some((v, n)) => (Some(v.to_string()), n),
         None => (None, arg),
     };
-    let max = n.trim().parse().map_err(|_| format!("--limit {arg:?}: expected N or VALUE=N"))?;
+    let max = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("--limit {arg:?}: expected N or VALUE=N"))?;
     Ok(Limit { value, max })
 }
 
@@ -193,11 +206,14 @@ pub fn parse_response_format(arg: &str) -> Result<ResponseFormat> {
             "--response-format {arg:?}: expected json_object, text or @schema.json"
         )));
     };
-    let bytes = std::fs::read(path).map_err(|e| Error::Usage(format!("--response-format @{path}: {e}")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Usage(format!("--response-format @{path}: {e}")))?;
     let schema: Value = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Usage(format!("--response-format @{path}: not JSON: {e}")))?;
     let Value::Object(obj) = &schema else {
-        return Err(Error::Usage(format!("--response-format @{path}: a JSON Schema must be an object")));
+        return Err(Error::Usage(format!(
+            "--response-format @{path}: a JSON Schema must be an object"
+        )));
     };
     let is_wrapper = obj.get("schema").is_some_and(Value::is_object)
         && obj.get("name").is_some_and(Value::is_string)
@@ -210,15 +226,28 @@ pub fn parse_response_format(arg: &str) -> Result<ResponseFormat> {
             schema: obj["schema"].clone(),
         });
     }
-    let stem = Path::new(path).file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(ResponseFormat::JsonSchema { name: schema_name(&stem), schema, strict: true })
+    let stem = Path::new(path)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(ResponseFormat::JsonSchema {
+        name: schema_name(&stem),
+        schema,
+        strict: true,
+    })
 }
 
 /// A schema name as OpenAI accepts it: `[A-Za-z0-9_-]`, at most 64 characters.
 fn schema_name(s: &str) -> String {
     let n: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(64)
         .collect();
     if n.is_empty() {
@@ -234,7 +263,13 @@ pub fn sanitize_group(value: &str) -> String {
     let mut s: String = value
         .chars()
         .take(100)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.starts_with('.') {
         s.replace_range(0..1, "_");
@@ -297,14 +332,23 @@ impl Plan {
     fn new(cfg: &BuildConfig) -> Result<Plan> {
         let ep = cfg.endpoint;
         let chat_like = matches!(ep, Endpoint::ChatCompletions | Endpoint::Responses);
-        if !matches!(ep, Endpoint::ChatCompletions | Endpoint::Responses | Endpoint::Embeddings | Endpoint::Completions) {
+        if !matches!(
+            ep,
+            Endpoint::ChatCompletions
+                | Endpoint::Responses
+                | Endpoint::Embeddings
+                | Endpoint::Completions
+        ) {
             return usage(format!("build: endpoint {} is not supported", ep.url()));
         }
         if cfg.model.trim().is_empty() {
             return usage("--model must not be empty");
         }
         if cfg.system.is_some() && !chat_like {
-            return usage(format!("--system needs --endpoint chat or responses (not {})", ep.short_name()));
+            return usage(format!(
+                "--system needs --endpoint chat or responses (not {})",
+                ep.short_name()
+            ));
         }
         if cfg.messages_field.is_some() {
             if !chat_like {
@@ -338,7 +382,9 @@ impl Plan {
             return usage("--split-by and --out-dir go together");
         }
         if cfg.rejects.is_some() && cfg.on_error == ErrorMode::Fail {
-            return usage("--rejects needs --on-error skip (with fail, the first bad record stops the run)");
+            return usage(
+                "--rejects needs --on-error skip (with fail, the first bad record stops the run)",
+            );
         }
         let mut seen_default = false;
         let mut seen_values = HashSet::new();
@@ -346,8 +392,12 @@ impl Plan {
             match &l.value {
                 None if seen_default => return usage("--limit N given twice"),
                 None => seen_default = true,
-                Some(_) if cfg.split_by.is_none() => return usage("--limit VALUE=N needs --split-by"),
-                Some(v) if !seen_values.insert(v.clone()) => return usage(format!("--limit {v}=N given twice")),
+                Some(_) if cfg.split_by.is_none() => {
+                    return usage("--limit VALUE=N needs --split-by")
+                }
+                Some(v) if !seen_values.insert(v.clone()) => {
+                    return usage(format!("--limit {v}=N given twice"))
+                }
                 Some(_) => {}
             }
         }
@@ -358,8 +408,16 @@ impl Plan {
             Endpoint::Completions => "prompt",
             _ => "input",
         };
-        let max_tokens_key = if ep == Endpoint::Responses { "max_output_tokens" } else { "max_tokens" };
-        let format_key = if ep == Endpoint::Responses { "text" } else { "response_format" };
+        let max_tokens_key = if ep == Endpoint::Responses {
+            "max_output_tokens"
+        } else {
+            "max_tokens"
+        };
+        let format_key = if ep == Endpoint::Responses {
+            "text"
+        } else {
+            "response_format"
+        };
 
         // Keys this run sets itself; a --param may not set them again.
         let mut own: Vec<&str> = vec!["model", content_key];
@@ -378,10 +436,14 @@ impl Plan {
         let mut param_keys = HashSet::new();
         for (k, _) in &cfg.params {
             if k == "stream" || k == "stream_options" {
-                return usage(format!("--param {k}: streaming is not supported by the Batch API"));
+                return usage(format!(
+                    "--param {k}: streaming is not supported by the Batch API"
+                ));
             }
             if own.contains(&k.as_str()) {
-                return usage(format!("--param {k}: set by another option of this run (use that option)"));
+                return usage(format!(
+                    "--param {k}: set by another option of this run (use that option)"
+                ));
             }
             if !param_keys.insert(k.as_str()) {
                 return usage(format!("--param {k} given twice"));
@@ -401,17 +463,33 @@ impl Plan {
             let format = match f {
                 ResponseFormat::Text => serde_json::json!({"type": "text"}),
                 ResponseFormat::JsonObject => serde_json::json!({"type": "json_object"}),
-                ResponseFormat::JsonSchema { name, schema, strict } if ep == Endpoint::Responses => {
+                ResponseFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict,
+                } if ep == Endpoint::Responses => {
                     serde_json::json!({"type": "json_schema", "name": name, "schema": schema, "strict": strict})
                 }
-                ResponseFormat::JsonSchema { name, schema, strict } => serde_json::json!({
+                ResponseFormat::JsonSchema {
+                    name,
+                    schema,
+                    strict,
+                } => serde_json::json!({
                     "type": "json_schema",
                     "json_schema": {"name": name, "schema": schema, "strict": strict}
                 }),
             };
-            let value = if ep == Endpoint::Responses { serde_json::json!({ "format": format }) } else { format };
+            let value = if ep == Endpoint::Responses {
+                serde_json::json!({ "format": format })
+            } else {
+                format
+            };
             tail.extend_from_slice(format!(",\"{format_key}\":").as_bytes());
-            tail.extend_from_slice(serde_json::to_string(&value).expect("serialises").as_bytes());
+            tail.extend_from_slice(
+                serde_json::to_string(&value)
+                    .expect("serialises")
+                    .as_bytes(),
+            );
         }
         for (k, v) in &cfg.params {
             tail.push(b',');
@@ -441,17 +519,21 @@ impl Plan {
         let mut body_post = Vec::new();
         let prompt = match &cfg.messages_field {
             Some(f) => {
-                let path = FieldPath::parse(f).map_err(|e| Error::Usage(format!("--messages-field: {e}")))?;
+                let path = FieldPath::parse(f)
+                    .map_err(|e| Error::Usage(format!("--messages-field: {e}")))?;
                 body_pre.push(b'[');
                 body_post.push(b']');
                 Prompt::Messages(path)
             }
             None => {
                 let src = cfg.template.as_deref().unwrap_or("{text}");
-                let t = Template::compile(src).map_err(|e| Error::Usage(format!("--template: {e}")))?;
+                let t =
+                    Template::compile(src).map_err(|e| Error::Usage(format!("--template: {e}")))?;
                 if cfg.text {
                     if let Some(f) = t.fields().find(|f| f.text != "text") {
-                        return usage(format!("--template: with --text the only field is {{text}}, not {{{f}}}"));
+                        return usage(format!(
+                            "--template: with --text the only field is {{text}}, not {{{f}}}"
+                        ));
                     }
                 }
                 if ep == Endpoint::ChatCompletions {
@@ -474,18 +556,31 @@ impl Plan {
         let id = match &cfg.id {
             IdMode::Line => IdPlan::Line,
             IdMode::Hash => IdPlan::Hash,
-            IdMode::Field(f) => IdPlan::Field(FieldPath::parse(f).map_err(|e| Error::Usage(format!("--id-field: {e}")))?),
+            IdMode::Field(f) => IdPlan::Field(
+                FieldPath::parse(f).map_err(|e| Error::Usage(format!("--id-field: {e}")))?,
+            ),
             IdMode::Template(t) => {
-                let t = Template::compile(t).map_err(|e| Error::Usage(format!("--id-template: {e}")))?;
+                let t = Template::compile(t)
+                    .map_err(|e| Error::Usage(format!("--id-template: {e}")))?;
                 if t.is_literal() {
-                    return usage("--id-template needs at least one {field} (else every id is the same)");
+                    return usage(
+                        "--id-template needs at least one {field} (else every id is the same)",
+                    );
                 }
                 IdPlan::Template(t)
             }
         };
-        let prefix = cfg.id_prefix.clone().unwrap_or_else(|| if cfg.id == IdMode::Line { "req-".into() } else { String::new() });
+        let prefix = cfg.id_prefix.clone().unwrap_or_else(|| {
+            if cfg.id == IdMode::Line {
+                "req-".into()
+            } else {
+                String::new()
+            }
+        });
         let split_by = match &cfg.split_by {
-            Some(f) => Some(FieldPath::parse(f).map_err(|e| Error::Usage(format!("--split-by: {e}")))?),
+            Some(f) => {
+                Some(FieldPath::parse(f).map_err(|e| Error::Usage(format!("--split-by: {e}")))?)
+            }
             None => None,
         };
         let url = ep.url();
@@ -534,7 +629,12 @@ struct Good {
 enum Verdict {
     Blank,
     Good(Good),
-    Bad { span: Range<usize>, cut: bool, reason: String, custom_id: Option<String> },
+    Bad {
+        span: Range<usize>,
+        cut: bool,
+        reason: String,
+        custom_id: Option<String>,
+    },
 }
 
 struct Rendered {
@@ -559,7 +659,13 @@ struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
 
 impl BufferPool {
     fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut v = self.0.lock().map(|mut p| p.pop()).ok().flatten().unwrap_or_default();
+        let mut v = self
+            .0
+            .lock()
+            .map(|mut p| p.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
         v.clear();
         v.reserve(capacity);
         v
@@ -581,7 +687,11 @@ fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
     let est = chunk.len() + chunk.len() / 2 + 256;
     let mut r = Rendered {
         out: pool.take(est * plan.repeat as usize),
-        side: if plan.sidecar { pool.take(chunk.len() * plan.repeat as usize + 1024) } else { Vec::new() },
+        side: if plan.sidecar {
+            pool.take(chunk.len() * plan.repeat as usize + 1024)
+        } else {
+            Vec::new()
+        },
         ids: String::new(),
         keys: Vec::new(),
         verdicts: Vec::with_capacity(chunk.line_count as usize),
@@ -600,7 +710,12 @@ fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
             Ok(g) => Verdict::Good(g),
             Err((reason, custom_id)) => {
                 r.any_bad = true;
-                Verdict::Bad { span, cut: line.is_cut(), reason, custom_id }
+                Verdict::Bad {
+                    span,
+                    cut: line.is_cut(),
+                    reason,
+                    custom_id,
+                }
             }
         };
         r.verdicts.push((line.number, line.offset, verdict));
@@ -619,7 +734,10 @@ fn render_line(
     span: Range<usize>,
 ) -> Result<Good, LineError> {
     if line.is_cut() {
-        return Err((format!("line is {} bytes, too long to hold", line.len), None));
+        return Err((
+            format!("line is {} bytes, too long to hold", line.len),
+            None,
+        ));
     }
     // simdutf8 checks valid text several times faster than std; std finds the position.
     let text = match simdutf8::basic::from_utf8(line.bytes) {
@@ -629,9 +747,14 @@ fn render_line(
             return Err((format!("invalid UTF-8 at byte {at} of the line"), None));
         }
     };
-    let rec = if plan.text { Record::text(text) } else { Record::parse(text).map_err(|e| (e, None))? };
+    let rec = if plan.text {
+        Record::text(text)
+    } else {
+        Record::parse(text).map_err(|e| (e, None))?
+    };
     let field = |path: &FieldPath, flag: &str| {
-        rec.get(path).map_err(|e| (format!("{e} (used by {flag})"), None))
+        rec.get(path)
+            .map_err(|e| (format!("{e} (used by {flag})"), None))
     };
 
     // Group.
@@ -640,7 +763,13 @@ fn render_line(
         Some(path) => {
             let v = field(path, "--split-by")?;
             if !matches!(v.kind(), "string" | "number" | "boolean") {
-                return Err((format!("field \"{path}\" is {}, not a value to split by (--split-by)", v.kind()), None));
+                return Err((
+                    format!(
+                        "field \"{path}\" is {}, not a value to split by (--split-by)",
+                        v.kind()
+                    ),
+                    None,
+                ));
             }
             let value = v.to_text();
             match r.keys.iter().position(|k| *k == value) {
@@ -659,14 +788,16 @@ fn render_line(
     match &plan.prompt {
         Prompt::Template(t) => {
             let before = body.len();
-            t.render_escaped(&rec, body).map_err(|e| (format!("{e} (used by --template)"), None))?;
+            t.render_escaped(&rec, body)
+                .map_err(|e| (format!("{e} (used by --template)"), None))?;
             if body.len() == before {
                 return Err(("the template rendered an empty prompt".into(), None));
             }
         }
         Prompt::Messages(path) => {
             let v = field(path, "--messages-field")?;
-            check_messages(&v).map_err(|e| (format!("field \"{path}\" {e} (--messages-field)"), None))?;
+            check_messages(&v)
+                .map_err(|e| (format!("field \"{path}\" {e} (--messages-field)"), None))?;
             let mut arr = Vec::new();
             v.write_json(&mut arr);
             if let Some(sys) = &plan.system_message {
@@ -693,7 +824,13 @@ fn render_line(
         IdPlan::Field(path) => {
             let v = field(path, "--id-field")?;
             if !matches!(v.kind(), "string" | "number") {
-                return Err((format!("field \"{path}\" is {}, not a string or number (--id-field)", v.kind()), None));
+                return Err((
+                    format!(
+                        "field \"{path}\" is {}, not a string or number (--id-field)",
+                        v.kind()
+                    ),
+                    None,
+                ));
             }
             let t = v.to_text();
             if t.is_empty() {
@@ -703,7 +840,8 @@ fn render_line(
         }
         IdPlan::Template(t) => {
             let before = id.len();
-            t.render(&rec, id).map_err(|e| (format!("{e} (used by --id-template)"), None))?;
+            t.render(&rec, id)
+                .map_err(|e| (format!("{e} (used by --id-template)"), None))?;
             if id.len() == before {
                 return Err(("--id-template rendered an empty id".into(), None));
             }
@@ -746,7 +884,8 @@ fn render_line(
                 Val::Text(text).write_json(&mut r.side);
                 r.side.push(b'}');
             } else {
-                r.side.extend_from_slice(text.trim_matches([' ', '\t']).as_bytes());
+                r.side
+                    .extend_from_slice(text.trim_matches([' ', '\t']).as_bytes());
             }
             r.side.extend_from_slice(b"}\n");
         }
@@ -754,7 +893,10 @@ fn render_line(
     let (id_key, base_id) = if plan.track_ids {
         let start = r.ids.len();
         r.ids.push_str(id);
-        (xxhash_rust::xxh3::xxh3_128(id.as_bytes()), Some(start..r.ids.len()))
+        (
+            xxhash_rust::xxh3::xxh3_128(id.as_bytes()),
+            Some(start..r.ids.len()),
+        )
     } else {
         (0, None)
     };
@@ -802,7 +944,9 @@ fn itoa(mut n: u64) -> Itoa {
 
 /// A messages array: non-empty, every element an object with a string `role`.
 fn check_messages(v: &Val) -> Result<(), String> {
-    let Val::Raw(raw) = v else { return Err("is not an array".into()) };
+    let Val::Raw(raw) = v else {
+        return Err("is not an array".into());
+    };
     if v.kind() != "array" {
         return Err(format!("is {}, not a messages array", v.kind()));
     }
@@ -819,7 +963,11 @@ fn check_messages(v: &Val) -> Result<(), String> {
         }
         match serde_json::from_str::<Msg>(item.get()) {
             Ok(Msg { role: Some(_) }) => {}
-            _ => return Err(format!("element {i} is not a message object with a string \"role\"")),
+            _ => {
+                return Err(format!(
+                    "element {i} is not a message object with a string \"role\""
+                ))
+            }
         }
     }
     Ok(())
@@ -902,22 +1050,39 @@ pub struct BuildTotals {
 
 impl Writer<'_> {
     fn limit_for(&self, value: Option<&str>) -> Option<u64> {
-        let specific = value.and_then(|v| self.cfg.limits.iter().find(|l| l.value.as_deref() == Some(v)));
-        specific.or_else(|| self.cfg.limits.iter().find(|l| l.value.is_none())).map(|l| l.max)
+        let specific = value.and_then(|v| {
+            self.cfg
+                .limits
+                .iter()
+                .find(|l| l.value.as_deref() == Some(v))
+        });
+        specific
+            .or_else(|| self.cfg.limits.iter().find(|l| l.value.is_none()))
+            .map(|l| l.max)
     }
 
     fn group_for(&mut self, value: &str) -> usize {
         if let Some(&g) = self.index.get(value) {
             return g;
         }
-        let dir = self.cfg.out_dir.as_deref().expect("split mode has an out dir");
+        let dir = self
+            .cfg
+            .out_dir
+            .as_deref()
+            .expect("split mode has an out dir");
         let base = sanitize_group(value);
         let mut name = format!("{base}.jsonl");
         let mut n = 0u32;
         // Case-insensitive, so that "A" and "a" do not collide on macOS or Windows.
-        while self.used_names.contains(&name.to_lowercase()) || self.reserved.contains(&dir.join(&name)) {
+        while self.used_names.contains(&name.to_lowercase())
+            || self.reserved.contains(&dir.join(&name))
+        {
             let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes()) as u32;
-            name = if n == 0 { format!("{base}-{h:08x}.jsonl") } else { format!("{base}-{h:08x}-{n}.jsonl") };
+            name = if n == 0 {
+                format!("{base}-{h:08x}.jsonl")
+            } else {
+                format!("{base}-{h:08x}-{n}.jsonl")
+            };
             n += 1;
         }
         self.used_names.insert(name.to_lowercase());
@@ -938,7 +1103,10 @@ impl Writer<'_> {
     }
 
     fn consume(&mut self, chunk: Chunk, r: Rendered) -> Result<Flow> {
-        let simple = !r.any_bad && self.cfg.split_by.is_none() && self.cfg.limits.is_empty() && !self.seen_needed();
+        let simple = !r.any_bad
+            && self.cfg.split_by.is_none()
+            && self.cfg.limits.is_empty()
+            && !self.seen_needed();
         if simple {
             // Nothing needs a per-record decision: hand the whole chunk on.
             for (_, _, v) in &r.verdicts {
@@ -964,15 +1132,29 @@ impl Writer<'_> {
         };
         // Consecutive written records of one group are written with one call.
         let mut run: Option<(usize, Range<usize>, Range<usize>)> = None;
-        let Rendered { out: out_buf, side: side_buf, verdicts, ids, .. } = r;
+        let Rendered {
+            out: out_buf,
+            side: side_buf,
+            verdicts,
+            ids,
+            ..
+        } = r;
         let bufs = (&out_buf[..], &side_buf[..]);
         for (number, offset, v) in verdicts {
             self.totals.lines += 1;
             match v {
                 Verdict::Blank => self.totals.blank += 1,
-                Verdict::Bad { span, cut, reason, custom_id } => {
+                Verdict::Bad {
+                    span,
+                    cut,
+                    reason,
+                    custom_id,
+                } => {
                     self.totals.records += 1;
-                    self.reject(Reject::new(number, offset, reason, &chunk.bytes[span], cut).with_custom_id(custom_id))?;
+                    self.reject(
+                        Reject::new(number, offset, reason, &chunk.bytes[span], cut)
+                            .with_custom_id(custom_id),
+                    )?;
                 }
                 Verdict::Good(g) => {
                     if let Some(range) = &g.base_id {
@@ -980,9 +1162,16 @@ impl Writer<'_> {
                         if let Some(&first) = self.seen.get(&g.id_key) {
                             self.totals.records += 1;
                             self.totals.duplicates += 1;
-                            let reason = format!("duplicate custom_id \"{id}\" (first at line {first})");
-                            let rej = Reject::new(number, offset, reason, &chunk.bytes[g.span.clone()], false)
-                                .with_custom_id(Some(id.to_string()));
+                            let reason =
+                                format!("duplicate custom_id \"{id}\" (first at line {first})");
+                            let rej = Reject::new(
+                                number,
+                                offset,
+                                reason,
+                                &chunk.bytes[g.span.clone()],
+                                false,
+                            )
+                            .with_custom_id(Some(id.to_string()));
                             self.reject(rej)?;
                             continue;
                         }
@@ -1005,7 +1194,8 @@ impl Writer<'_> {
                             side.end = g.side.end;
                         }
                         _ => {
-                            if let Some(done) = run.replace((group, g.out.clone(), g.side.clone())) {
+                            if let Some(done) = run.replace((group, g.out.clone(), g.side.clone()))
+                            {
                                 self.flush_run(bufs, done)?;
                             }
                         }
@@ -1021,7 +1211,11 @@ impl Writer<'_> {
         Ok(Flow::Continue)
     }
 
-    fn flush_run(&mut self, (obuf, sbuf): (&[u8], &[u8]), (group, out, side): (usize, Range<usize>, Range<usize>)) -> Result<()> {
+    fn flush_run(
+        &mut self,
+        (obuf, sbuf): (&[u8], &[u8]),
+        (group, out, side): (usize, Range<usize>, Range<usize>),
+    ) -> Result<()> {
         self.write(group, &obuf[out])?;
         if let Some(s) = self.sidecar.as_mut() {
             s.write_all(&sbuf[side])?;
@@ -1042,7 +1236,10 @@ impl Writer<'_> {
         s.requests += u64::from(g.requests);
         if g.warnings > 0 {
             self.totals.warnings += u64::from(g.warnings);
-            *self.warning_kinds.entry(g.warning.expect("kind with count")).or_default() += u64::from(g.warnings);
+            *self
+                .warning_kinds
+                .entry(g.warning.expect("kind with count"))
+                .or_default() += u64::from(g.warnings);
         }
     }
 
@@ -1059,7 +1256,12 @@ impl Writer<'_> {
 
     fn reject(&mut self, r: Reject) -> Result<()> {
         if self.cfg.on_error == ErrorMode::Fail {
-            return Err(Error::BadLine { file: self.name.clone(), line: r.line, offset: r.offset, reason: r.reason });
+            return Err(Error::BadLine {
+                file: self.name.clone(),
+                line: r.line,
+                offset: r.offset,
+                reason: r.reason,
+            });
         }
         self.totals.rejected += 1;
         self.echo.echo(&self.name, r.line, r.offset, &r.reason);
@@ -1113,7 +1315,11 @@ impl BuildSummary {
         if t.warnings > 0 {
             s.push_str(&format!(", {} custom_id warnings", t.warnings));
         }
-        s.push_str(&format!("; {} of requests; {}", human_bytes(self.output_bytes()), self.throughput.human()));
+        s.push_str(&format!(
+            "; {} of requests; {}",
+            human_bytes(self.output_bytes()),
+            self.throughput.human()
+        ));
         s
     }
 
@@ -1136,7 +1342,10 @@ fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
         .filter_map(|e| e.ok())
         .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
     if visible && !force {
-        return usage(format!("{}: directory is not empty (use --force to write into it)", dir.display()));
+        return usage(format!(
+            "{}: directory is not empty (use --force to write into it)",
+            dir.display()
+        ));
     }
     Ok(())
 }
@@ -1193,8 +1402,16 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         let canon_dir = std::fs::canonicalize(dir).ok();
         // No group file may replace the sidecar, the rejects file or the input.
         let input_path = cfg.input.path().map(Path::to_path_buf);
-        for p in cfg.sidecar.iter().chain(cfg.rejects.iter()).chain(input_path.iter()) {
-            let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        for p in cfg
+            .sidecar
+            .iter()
+            .chain(cfg.rejects.iter())
+            .chain(input_path.iter())
+        {
+            let parent = p
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
             if canon_dir.is_some() && std::fs::canonicalize(parent).ok() == canon_dir {
                 if let Some(n) = p.file_name() {
                     reserved.push(dir.join(n));
@@ -1219,8 +1436,21 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         rejects,
         echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
     };
-    let stats = engine::run(input, &cfg.engine, |chunk| render_chunk(chunk, &plan, &pool), |chunk, r| writer.consume(chunk, r))?;
-    let Writer { groups, totals, warning_kinds, rejects, sidecar, out_bytes, .. } = writer;
+    let stats = engine::run(
+        input,
+        &cfg.engine,
+        |chunk| render_chunk(chunk, &plan, &pool),
+        |chunk, r| writer.consume(chunk, r),
+    )?;
+    let Writer {
+        groups,
+        totals,
+        warning_kinds,
+        rejects,
+        sidecar,
+        out_bytes,
+        ..
+    } = writer;
 
     // Everything is flushed and synced first; files are renamed into place only then.
     let mut pending: Vec<PendingFile> = Vec::new();
@@ -1244,14 +1474,26 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     }
     for l in &cfg.limits {
         if let Some(v) = &l.value {
-            if !summaries.iter().any(|g| g.value.as_deref() == Some(v)) && cfg.summary != SummaryMode::Quiet {
-                eprintln!("batchline: --limit {v}={}: no record had this --split-by value", l.max);
+            if !summaries.iter().any(|g| g.value.as_deref() == Some(v))
+                && cfg.summary != SummaryMode::Quiet
+            {
+                eprintln!(
+                    "batchline: --limit {v}={}: no record had this --split-by value",
+                    l.max
+                );
             }
         }
     }
     debug_assert_eq!(totals.lines, totals.blank + totals.records);
-    debug_assert_eq!(totals.records, totals.written + totals.rejected + totals.over_cap);
-    let outcome = if totals.rejected > 0 { Outcome::WithRejects } else { Outcome::Clean };
+    debug_assert_eq!(
+        totals.records,
+        totals.written + totals.rejected + totals.over_cap
+    );
+    let outcome = if totals.rejected > 0 {
+        Outcome::WithRejects
+    } else {
+        Outcome::Clean
+    };
     Ok(BuildSummary {
         command: "build",
         input: cfg.input.display_name(),
@@ -1264,7 +1506,11 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         totals,
         warning_kinds,
         groups: summaries,
-        rejects_file: cfg.rejects.as_ref().filter(|_| cfg.on_error == ErrorMode::Skip).map(|p| p.display().to_string()),
+        rejects_file: cfg
+            .rejects
+            .as_ref()
+            .filter(|_| cfg.on_error == ErrorMode::Skip)
+            .map(|p| p.display().to_string()),
         sidecar: cfg.sidecar.as_ref().map(|p| p.display().to_string()),
         output_bytes: out_bytes,
         throughput: Throughput::new(stats.bytes, stats.elapsed),
@@ -1279,9 +1525,18 @@ mod tests {
 
     #[test]
     fn params_parse_as_json_or_string() {
-        assert_eq!(parse_param("top_p=0.5").unwrap(), ("top_p".into(), serde_json::json!(0.5)));
-        assert_eq!(parse_param("user=bob").unwrap(), ("user".into(), serde_json::json!("bob")));
-        assert_eq!(parse_param("stop=[\"x\"]").unwrap().1, serde_json::json!(["x"]));
+        assert_eq!(
+            parse_param("top_p=0.5").unwrap(),
+            ("top_p".into(), serde_json::json!(0.5))
+        );
+        assert_eq!(
+            parse_param("user=bob").unwrap(),
+            ("user".into(), serde_json::json!("bob"))
+        );
+        assert_eq!(
+            parse_param("stop=[\"x\"]").unwrap().1,
+            serde_json::json!(["x"])
+        );
         assert_eq!(parse_param("s=a=b").unwrap().1, serde_json::json!("a=b"));
         assert!(parse_param("stream=true").unwrap_err().contains("stream"));
         assert!(parse_param("novalue").is_err());
@@ -1290,8 +1545,20 @@ mod tests {
 
     #[test]
     fn limits_parse() {
-        assert_eq!(parse_limit("10").unwrap(), Limit { value: None, max: 10 });
-        assert_eq!(parse_limit("a=b=3").unwrap(), Limit { value: Some("a=b".into()), max: 3 });
+        assert_eq!(
+            parse_limit("10").unwrap(),
+            Limit {
+                value: None,
+                max: 10
+            }
+        );
+        assert_eq!(
+            parse_limit("a=b=3").unwrap(),
+            Limit {
+                value: Some("a=b".into()),
+                max: 3
+            }
+        );
         assert!(parse_limit("x").is_err());
         assert!(parse_limit("x=-1").is_err());
     }

@@ -66,6 +66,33 @@ pub struct AtomicFile {
 impl AtomicFile {
     /// Starts writing `dest` (compressed if its name ends `.zst` or `.gz`).
     pub fn create(dest: &Path) -> Result<AtomicFile> {
+        // A destination that exists and is not a regular file (`/dev/null`,
+        // `/dev/stderr`, a named pipe) is written in place: renaming over it would
+        // replace the device or link with a regular file.
+        if std::fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(dest)
+                .map_err(|e| Error::io(dest, e))?;
+            let buf = BufWriter::with_capacity(BUF_BYTES, file);
+            let name = dest.to_string_lossy();
+            let encoder = match Compression::from_name(&name) {
+                Compression::None => Encoder::Plain(buf),
+                Compression::Zstd => Encoder::Zstd(
+                    zstd::stream::write::Encoder::new(buf, 3).map_err(|e| Error::io(dest, e))?,
+                ),
+                Compression::Gzip => Encoder::Gzip(flate2::write::GzEncoder::new(
+                    buf,
+                    flate2::Compression::default(),
+                )),
+            };
+            return Ok(AtomicFile {
+                dest: dest.to_path_buf(),
+                temp: None,
+                encoder: Some(encoder),
+                bytes_in: 0,
+            });
+        }
         let dir = match dest.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -145,28 +172,35 @@ impl AtomicFile {
                 .and_then(|b| b.into_inner().map_err(|e| e.into_error())),
         }
         .map_err(|e| Error::io(&dest, e))?;
+        let Some(temp) = self.temp.take() else {
+            // Written in place (a device or pipe): nothing to sync or rename.
+            return Ok(PendingFile { dest, temp: None });
+        };
         if SYNC_ON_COMMIT.load(std::sync::atomic::Ordering::Relaxed) {
             file.sync_all().map_err(|e| Error::io(&dest, e))?;
         }
         drop(file);
-        let temp = self.temp.take().expect("temp path present until commit");
-        Ok(PendingFile { dest, temp })
+        Ok(PendingFile {
+            dest,
+            temp: Some(temp),
+        })
     }
 }
 
 /// A complete file under its temporary name; deleted on drop unless committed.
 pub struct PendingFile {
     dest: PathBuf,
-    temp: tempfile::TempPath,
+    /// `None` when the destination was written in place (a device or pipe).
+    temp: Option<tempfile::TempPath>,
 }
 
 impl PendingFile {
     /// Renames the file into place.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;
-        self.temp
-            .persist(&dest)
-            .map_err(|e| Error::io(&dest, e.error))?;
+        if let Some(temp) = self.temp {
+            temp.persist(&dest).map_err(|e| Error::io(&dest, e.error))?;
+        }
         Ok(())
     }
 }

@@ -1,0 +1,814 @@
+//! Batch API result lines: where the model's texts are, by body shape.
+//!
+//! [`read_result`] reads one result line and returns its texts, or why the line holds
+//! none. The shapes (see SPEC.md):
+//!
+//! | shape | texts |
+//! |---|---|
+//! | OpenAI chat completions | each `choices[i]`: `message.content` (a string, or an array of parts whose `text` are joined), then each `message.tool_calls[j].function.arguments` (and the legacy `function_call.arguments`); a `message.refusal` makes the choice a refusal |
+//! | OpenAI completions | `choices[i].text` |
+//! | OpenAI responses | `output[]` items of type `message`: their `content[]` `output_text` parts joined as one text (`choice` 0); a `refusal` part makes it a refusal; `function_call` items: their `arguments` |
+//! | Anthropic Message Batches | `result.message.content[]`: `text` blocks joined as one text, `tool_use` blocks' `input` (already JSON); `result.type` `errored`, `canceled`, `expired` fail the line |
+//! | Gemini batch | `response.candidates[i].content.parts[].text` joined (keyed by `key`) |
+//!
+//! Failed lines: `response.status_code` ≥ 400, a top-level `error`, a `response.body.error`,
+//! or an Anthropic result that did not succeed. Truncation hints: `finish_reason:
+//! "length"`, responses `status: "incomplete"` or `incomplete_details`, Anthropic
+//! `stop_reason: "max_tokens"`, Gemini `finishReason: "MAX_TOKENS"`.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// Where a text came from within a choice: the message content, or a tool call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ToolRef<'a> {
+    /// Position among the choice's tool calls.
+    pub index: u64,
+    /// The function or tool name.
+    pub name: Option<Cow<'a, str>>,
+}
+
+/// What a slot of a result holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TextSource<'a> {
+    /// A model's text, to be parsed as loose JSON.
+    Text(Cow<'a, str>),
+    /// A value that is already JSON (Anthropic `tool_use.input`), as raw JSON text.
+    Json(&'a str),
+    /// The model refused; its refusal message.
+    Refusal(Cow<'a, str>),
+    /// The choice holds no text; why.
+    Missing(&'static str),
+}
+
+/// One text of a result line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TextItem<'a> {
+    /// The choice's index (0 for shapes without choices).
+    pub choice: u64,
+    /// Set when the text is a tool call's arguments.
+    pub tool: Option<ToolRef<'a>>,
+    pub source: TextSource<'a>,
+    /// The provider said this answer was cut at its token limit.
+    pub provider_truncated: bool,
+}
+
+/// A result line whose request failed or that holds no text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// `api_error` (the request failed), `no_text` (a successful body without text, such
+    /// as embeddings) or `bad_line` (not JSON, or not a result line).
+    pub reason: &'static str,
+    /// The error code (`batch_expired`, `rate_limit_exceeded`, `expired`...), if any.
+    pub error_code: Option<String>,
+    /// The HTTP status, if any.
+    pub status_code: Option<u64>,
+    /// Human explanation (the API's error message).
+    pub detail: String,
+}
+
+impl Failure {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Failure {
+        Failure {
+            reason,
+            error_code: None,
+            status_code: None,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The texts of one result line, with its custom_id.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResultTexts<'a> {
+    pub custom_id: Option<Cow<'a, str>>,
+    pub items: Vec<TextItem<'a>>,
+}
+
+/// Reads a result line: its custom_id, and either its texts or why it has none.
+pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>>, Failure>) {
+    let raw: RawLine = match serde_json::from_str(line) {
+        Ok(r) => r,
+        Err(e) => {
+            // Not our shape: still try to name the custom_id for the rejects file.
+            let id = serde_json::from_str::<IdOnly>(line)
+                .ok()
+                .and_then(|i| i.custom_id.or(i.key));
+            let what = if serde_json::from_str::<IgnoredAny>(line).is_ok() {
+                format!("not a result line: {e}")
+            } else {
+                format!("not JSON: {e}")
+            };
+            return (id, Err(Failure::new("bad_line", what)));
+        }
+    };
+    let id = raw.custom_id.clone().or_else(|| raw.key.clone());
+    (id, texts_of(raw))
+}
+
+/// Reads a line of any JSONL for `--text-field`: the text at JSON pointer `text_ptr` (a
+/// string is a text to parse; an object, array, number or boolean is already JSON) and
+/// the custom_id at `id_ptr` (a string, or a number's digits).
+pub fn read_field<'a>(
+    line: &'a str,
+    text_ptr: &str,
+    id_ptr: &str,
+) -> (Option<Cow<'a, str>>, Result<Vec<TextItem<'a>>, Failure>) {
+    if let Err(e) = serde_json::from_str::<IgnoredAny>(line) {
+        return (
+            None,
+            Err(Failure::new("bad_line", format!("not JSON: {e}"))),
+        );
+    }
+    let id = crate::json_text::pointer(line, id_ptr).and_then(|r| {
+        let raw = &line[r];
+        match raw.as_bytes()[0] {
+            b'"' => decode_str(raw),
+            b'-' | b'0'..=b'9' => Some(Cow::Borrowed(raw)),
+            _ => None,
+        }
+    });
+    let source = match crate::json_text::pointer(line, text_ptr) {
+        None => {
+            return (
+                id,
+                Err(Failure::new(
+                    "no_text",
+                    format!("the line has no {text_ptr}"),
+                )),
+            )
+        }
+        Some(r) => {
+            let raw = &line[r];
+            match raw.as_bytes()[0] {
+                b'"' => match decode_str(raw) {
+                    Some(t) => TextSource::Text(t),
+                    None => return (id, Err(Failure::new("bad_line", "undecodable string"))),
+                },
+                b'n' => {
+                    return (
+                        id,
+                        Err(Failure::new("no_text", format!("{text_ptr} is null"))),
+                    );
+                }
+                _ => TextSource::Json(raw),
+            }
+        }
+    };
+    let item = TextItem {
+        choice: 0,
+        tool: None,
+        source,
+        provider_truncated: false,
+    };
+    (id, Ok(vec![item]))
+}
+
+/// Decodes a JSON string literal, borrowing when it holds no escape.
+fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.contains('\\') {
+        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+    } else {
+        raw.get(1..raw.len() - 1).map(Cow::Borrowed)
+    }
+}
+
+fn texts_of(raw: RawLine<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
+    if let Some(err) = raw.error.as_ref().filter(|e| !e.is_null()) {
+        let status = raw.response.as_ref().and_then(|r| r.status_code);
+        return Err(api_error(err, status));
+    }
+    if let Some(result) = raw.result {
+        return anthropic_result(result);
+    }
+    let Some(resp) = raw.response else {
+        return Err(Failure::new(
+            "bad_line",
+            "no `response` or `result`: not a Batch API result line (use --text-field for other JSONL)",
+        ));
+    };
+    if let Some(cands) = resp.candidates {
+        return Ok(gemini(cands));
+    }
+    let status = resp.status_code;
+    let body = resp.body;
+    if let Some(err) = body
+        .as_ref()
+        .and_then(|b| b.error.as_ref())
+        .filter(|e| !e.is_null())
+    {
+        return Err(api_error(err, status));
+    }
+    if let Some(code) = status.filter(|&c| c >= 400) {
+        let mut f = Failure::new("api_error", format!("HTTP status {code}"));
+        f.status_code = Some(code);
+        return Err(f);
+    }
+    let Some(body) = body else {
+        return Err(Failure::new("no_text", "the response has no body"));
+    };
+    body_texts(body)
+}
+
+fn api_error(err: &Value, status: Option<u64>) -> Failure {
+    // OpenAI: {code, message, type}; Anthropic: {type:"error", error:{type, message}}.
+    let inner = err.get("error").filter(|e| e.is_object()).unwrap_or(err);
+    let field = |k: &str| inner.get(k).or_else(|| err.get(k)).and_then(Value::as_str);
+    let code = field("code").or_else(|| field("type")).map(str::to_owned);
+    let message = field("message")
+        .map(str::to_owned)
+        .or_else(|| err.as_str().map(str::to_owned))
+        .unwrap_or_else(|| err.to_string());
+    let detail = match (&code, status) {
+        (Some(c), Some(s)) => format!("{s} {c}: {message}"),
+        (Some(c), None) => format!("{c}: {message}"),
+        (None, Some(s)) => format!("{s}: {message}"),
+        (None, None) => message,
+    };
+    Failure {
+        reason: "api_error",
+        error_code: code,
+        status_code: status,
+        detail,
+    }
+}
+
+fn body_texts(body: Body<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
+    if let Some(choices) = body.choices {
+        if choices.is_empty() {
+            return Err(Failure::new("no_text", "`choices` is empty"));
+        }
+        let mut out = Vec::new();
+        for (pos, c) in choices.into_iter().enumerate() {
+            chat_choice(c, pos as u64, &mut out);
+        }
+        return Ok(out);
+    }
+    if let Some(output) = body.output {
+        let truncated =
+            body.status.as_deref() == Some("incomplete") || body.incomplete_details.is_some();
+        return responses_output(output, truncated);
+    }
+    if let Some(content) = body.content {
+        // An Anthropic Messages body (proxies that write it in the OpenAI envelope).
+        let truncated = body.stop_reason.as_deref() == Some("max_tokens");
+        return anthropic_content(content, truncated, body.stop_reason.as_deref());
+    }
+    let what = if body.data.is_some() {
+        "the body holds no text (embeddings)"
+    } else {
+        "the body holds no text (no choices, output or content)"
+    };
+    Err(Failure::new("no_text", what))
+}
+
+fn chat_choice<'a>(c: Choice<'a>, pos: u64, out: &mut Vec<TextItem<'a>>) {
+    let choice = c.index.unwrap_or(pos);
+    let truncated = c.finish_reason.as_deref() == Some("length");
+    let item = |source, tool| TextItem {
+        choice,
+        tool,
+        source,
+        provider_truncated: truncated,
+    };
+    let Some(msg) = c.message else {
+        // Completions: `text`.
+        match c.text {
+            Some(t) => out.push(item(TextSource::Text(t), None)),
+            None => out.push(item(
+                TextSource::Missing("the choice has no message or text"),
+                None,
+            )),
+        }
+        return;
+    };
+    let (text, part_refusal) = match msg.content {
+        Some(Content::Text(t)) => (Some(t), None),
+        Some(Content::Parts(parts)) => join_parts(parts, &["text", "output_text"]),
+        None => (None, None),
+    };
+    if let Some(r) = msg.refusal.or(part_refusal) {
+        out.push(item(TextSource::Refusal(r), None));
+        return;
+    }
+    let mut tools: Vec<(Option<Cow<'a, str>>, Option<Cow<'a, str>>)> = msg
+        .tool_calls
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| match t.function {
+            Some(f) => (f.name, f.arguments),
+            None => (None, None),
+        })
+        .collect();
+    if let Some(f) = msg.function_call {
+        tools.push((f.name, f.arguments));
+    }
+    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
+    if has_text || (tools.is_empty() && text.is_some()) {
+        out.push(item(TextSource::Text(text.expect("text present")), None));
+    }
+    for (i, (name, args)) in tools.into_iter().enumerate() {
+        let source = match args {
+            Some(a) => TextSource::Text(a),
+            None => TextSource::Missing("the tool call has no arguments"),
+        };
+        out.push(item(
+            source,
+            Some(ToolRef {
+                index: i as u64,
+                name,
+            }),
+        ));
+    }
+    if out.last().map_or(true, |l| l.choice != choice) {
+        let why = if c.finish_reason.as_deref() == Some("content_filter") {
+            "the content is null (finish_reason content_filter)"
+        } else {
+            "the message content is null"
+        };
+        out.push(item(TextSource::Missing(why), None));
+    }
+}
+
+/// Joins the text of parts whose type is one of `kinds` (or untyped); returns the text
+/// (if any part had text) and the first refusal part's message.
+fn join_parts<'a>(
+    parts: Vec<Block<'a>>,
+    kinds: &[&str],
+) -> (Option<Cow<'a, str>>, Option<Cow<'a, str>>) {
+    let mut text: Option<Cow<'a, str>> = None;
+    let mut refusal = None;
+    for p in parts {
+        let kind = p.kind.as_deref();
+        if kind == Some("refusal") {
+            refusal = refusal.or(p.refusal);
+            continue;
+        }
+        if kind.is_some_and(|k| !kinds.contains(&k)) {
+            continue;
+        }
+        if let Some(t) = p.text {
+            text = Some(match text {
+                None => t,
+                Some(prev) => Cow::Owned(prev.into_owned() + &t),
+            });
+        }
+    }
+    (text, refusal)
+}
+
+fn responses_output(
+    items: Vec<OutputItem<'_>>,
+    truncated: bool,
+) -> Result<Vec<TextItem<'_>>, Failure> {
+    let mut text: Option<Cow<str>> = None;
+    let mut refusal = None;
+    let mut tools = Vec::new();
+    for it in items {
+        match it.kind.as_deref() {
+            Some("message") => {
+                let (t, r) = join_parts(it.content.unwrap_or_default(), &["output_text", "text"]);
+                refusal = refusal.or(r);
+                if let Some(t) = t {
+                    text = Some(match text {
+                        None => t,
+                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
+                    });
+                }
+            }
+            Some("function_call") | Some("custom_tool_call") => {
+                tools.push((it.name, it.arguments.or(it.input)));
+            }
+            _ => {}
+        }
+    }
+    let item = |source, tool| TextItem {
+        choice: 0,
+        tool,
+        source,
+        provider_truncated: truncated,
+    };
+    if let Some(r) = refusal {
+        return Ok(vec![item(TextSource::Refusal(r), None)]);
+    }
+    let mut out = Vec::new();
+    match text {
+        Some(t) if !t.trim().is_empty() || tools.is_empty() => {
+            out.push(item(TextSource::Text(t), None))
+        }
+        _ => {}
+    }
+    for (i, (name, args)) in tools.into_iter().enumerate() {
+        let source = match args {
+            Some(a) => TextSource::Text(a),
+            None => TextSource::Missing("the tool call has no arguments"),
+        };
+        out.push(item(
+            source,
+            Some(ToolRef {
+                index: i as u64,
+                name,
+            }),
+        ));
+    }
+    if out.is_empty() {
+        let why = if truncated {
+            "the output holds no message (status incomplete)"
+        } else {
+            "the output holds no message"
+        };
+        out.push(item(TextSource::Missing(why), None));
+    }
+    Ok(out)
+}
+
+fn anthropic_result(r: AnthropicResult<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
+    match r.kind.as_deref() {
+        Some("succeeded") => {
+            let Some(msg) = r.message else {
+                return Err(Failure::new(
+                    "no_text",
+                    "the succeeded result has no message",
+                ));
+            };
+            let stop = msg.stop_reason.as_deref();
+            let truncated = stop == Some("max_tokens");
+            anthropic_content(msg.content.unwrap_or_default(), truncated, stop)
+        }
+        Some(kind) => {
+            let mut f = match &r.error {
+                Some(e) if !e.is_null() => api_error(e, None),
+                _ => Failure::new("api_error", format!("result type {kind}")),
+            };
+            if f.error_code.is_none() || kind != "errored" {
+                f.error_code = Some(kind.to_string());
+            }
+            if !f.detail.starts_with(kind) {
+                f.detail = format!("{kind}: {}", f.detail);
+            }
+            Err(f)
+        }
+        None => Err(Failure::new("bad_line", "`result` has no `type`")),
+    }
+}
+
+fn anthropic_content<'a>(
+    blocks: Vec<Block<'a>>,
+    truncated: bool,
+    stop: Option<&str>,
+) -> Result<Vec<TextItem<'a>>, Failure> {
+    let item = |source, tool| TextItem {
+        choice: 0,
+        tool,
+        source,
+        provider_truncated: truncated,
+    };
+    let mut text: Option<Cow<'a, str>> = None;
+    let mut tools = Vec::new();
+    for b in blocks {
+        match b.kind.as_deref() {
+            Some("text") | None => {
+                if let Some(t) = b.text {
+                    text = Some(match text {
+                        None => t,
+                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
+                    });
+                }
+            }
+            Some("tool_use") | Some("server_tool_use") => tools.push((b.name, b.input)),
+            _ => {}
+        }
+    }
+    if stop == Some("refusal") {
+        let msg = text.unwrap_or(Cow::Borrowed("stop_reason refusal"));
+        return Ok(vec![item(TextSource::Refusal(msg), None)]);
+    }
+    let mut out = Vec::new();
+    match text {
+        Some(t) if !t.trim().is_empty() || tools.is_empty() => {
+            out.push(item(TextSource::Text(t), None))
+        }
+        _ => {}
+    }
+    for (i, (name, input)) in tools.into_iter().enumerate() {
+        let source = match input {
+            Some(raw) => TextSource::Json(raw.get()),
+            None => TextSource::Missing("the tool_use block has no input"),
+        };
+        out.push(item(
+            source,
+            Some(ToolRef {
+                index: i as u64,
+                name,
+            }),
+        ));
+    }
+    if out.is_empty() {
+        out.push(item(
+            TextSource::Missing("the message has no text block"),
+            None,
+        ));
+    }
+    Ok(out)
+}
+
+fn gemini(cands: Vec<Candidate<'_>>) -> Vec<TextItem<'_>> {
+    if cands.is_empty() {
+        return vec![TextItem {
+            choice: 0,
+            tool: None,
+            source: TextSource::Missing("`candidates` is empty"),
+            provider_truncated: false,
+        }];
+    }
+    cands
+        .into_iter()
+        .enumerate()
+        .map(|(pos, c)| {
+            let truncated = c.finish_reason.as_deref() == Some("MAX_TOKENS");
+            let parts = c.content.and_then(|c| c.parts).unwrap_or_default();
+            let (text, _) = join_parts(parts, &[]);
+            let source = match text {
+                Some(t) => TextSource::Text(t),
+                None if c.finish_reason.as_deref() == Some("SAFETY") => {
+                    TextSource::Missing("no text (finishReason SAFETY)")
+                }
+                None => TextSource::Missing("the candidate has no text part"),
+            };
+            TextItem {
+                choice: c.index.unwrap_or(pos as u64),
+                tool: None,
+                source,
+                provider_truncated: truncated,
+            }
+        })
+        .collect()
+}
+
+// ---- the shapes, read with borrowed strings and everything else skipped ----
+
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow, default)]
+    custom_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawLine<'a> {
+    #[serde(borrow, default)]
+    custom_id: Option<Cow<'a, str>>,
+    /// Gemini's custom_id.
+    #[serde(borrow, default)]
+    key: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    response: Option<Response<'a>>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    result: Option<AnthropicResult<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Response<'a> {
+    #[serde(default)]
+    status_code: Option<u64>,
+    #[serde(borrow, default)]
+    body: Option<Body<'a>>,
+    #[serde(borrow, default)]
+    candidates: Option<Vec<Candidate<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(borrow, default)]
+    choices: Option<Vec<Choice<'a>>>,
+    #[serde(borrow, default)]
+    output: Option<Vec<OutputItem<'a>>>,
+    #[serde(borrow, default)]
+    status: Option<Cow<'a, str>>,
+    #[serde(default)]
+    incomplete_details: Option<IgnoredAny>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+    #[serde(default)]
+    data: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    message: Option<Message<'a>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Message<'a> {
+    #[serde(borrow, default)]
+    content: Option<Content<'a>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    tool_calls: Option<Vec<ToolCall<'a>>>,
+    #[serde(borrow, default)]
+    function_call: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCall<'a> {
+    #[serde(borrow, default)]
+    function: Option<Function<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Function<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    arguments: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input: Option<Cow<'a, str>>,
+}
+
+/// A content part or block: chat `{type:text,text}`, responses `{type:output_text,text}`
+/// or `{type:refusal,refusal}`, Anthropic `{type:text,text}` / `{type:tool_use,input}`.
+#[derive(Deserialize)]
+struct Block<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    refusal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicResult<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<AnthropicMessage<'a>>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicMessage<'a> {
+    #[serde(borrow, default)]
+    content: Option<Vec<Block<'a>>>,
+    #[serde(borrow, default)]
+    stop_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Candidate<'a> {
+    #[serde(default)]
+    index: Option<u64>,
+    #[serde(borrow, default)]
+    content: Option<GeminiContent<'a>>,
+    #[serde(borrow, rename = "finishReason", default)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct GeminiContent<'a> {
+    #[serde(borrow, default)]
+    parts: Option<Vec<Block<'a>>>,
+}
+
+/// A chat message's `content`: a string or an array of parts.
+enum Content<'a> {
+    Text(Cow<'a, str>),
+    Parts(Vec<Block<'a>>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Content<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Content<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, s: String) -> Result<Content<'a>, E> {
+                Ok(Content::Text(Cow::Owned(s)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content<'a>, A::Error> {
+                let mut parts = Vec::new();
+                while let Some(p) = seq.next_element::<Block<'a>>()? {
+                    parts.push(p);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(line: &str) -> Vec<TextItem<'_>> {
+        read_result(line).1.unwrap()
+    }
+
+    #[test]
+    fn chat_choices_tools_and_refusals() {
+        let l = r#"{"custom_id":"a","response":{"status_code":200,"body":{"choices":[
+            {"index":0,"message":{"content":"{\"x\":1}","refusal":null},"finish_reason":"stop"},
+            {"index":1,"message":{"content":null,"refusal":"I can't."},"finish_reason":"stop"},
+            {"index":2,"message":{"content":null,"tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{\"q\":2}"}}]},"finish_reason":"length"},
+            {"index":3,"message":{"content":[{"type":"text","text":"[1,"},{"type":"text","text":"2]"}]},"finish_reason":"stop"}
+        ]}},"error":null}"#;
+        let (id, t) = read_result(l);
+        assert_eq!(id.as_deref(), Some("a"));
+        let t = t.unwrap();
+        assert_eq!(t.len(), 4);
+        assert_eq!(t[0].source, TextSource::Text("{\"x\":1}".into()));
+        assert_eq!(t[1].source, TextSource::Refusal("I can't.".into()));
+        assert_eq!(t[2].tool.as_ref().unwrap().name.as_deref(), Some("f"));
+        assert!(t[2].provider_truncated);
+        assert_eq!(t[3].source, TextSource::Text("[1,2]".into()));
+    }
+
+    #[test]
+    fn failures() {
+        let e = r#"{"custom_id":"b","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
+        let f = read_result(e).1.unwrap_err();
+        assert_eq!(
+            (f.reason, f.error_code.as_deref()),
+            ("api_error", Some("batch_expired"))
+        );
+        let h = r#"{"custom_id":"b","response":{"status_code":429,"body":{"error":{"message":"slow down","type":"requests","code":"rate_limit_exceeded"}}},"error":null}"#;
+        let f = read_result(h).1.unwrap_err();
+        assert_eq!(f.status_code, Some(429));
+        assert_eq!(f.error_code.as_deref(), Some("rate_limit_exceeded"));
+        let emb = r#"{"custom_id":"c","response":{"status_code":200,"body":{"object":"list","data":[{"embedding":[0.1]}]}},"error":null}"#;
+        assert_eq!(read_result(emb).1.unwrap_err().reason, "no_text");
+        assert_eq!(read_result("{nope").1.unwrap_err().reason, "bad_line");
+        let a = r#"{"custom_id":"d","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}}}"#;
+        let f = read_result(a).1.unwrap_err();
+        assert_eq!(f.error_code.as_deref(), Some("invalid_request_error"));
+        let x = r#"{"custom_id":"d","result":{"type":"expired"}}"#;
+        assert_eq!(
+            read_result(x).1.unwrap_err().error_code.as_deref(),
+            Some("expired")
+        );
+    }
+
+    #[test]
+    fn responses_anthropic_completions() {
+        let r = r#"{"custom_id":"r","response":{"status_code":200,"body":{"status":"incomplete","incomplete_details":{"reason":"max_output_tokens"},"output":[{"type":"reasoning","summary":[]},{"type":"message","content":[{"type":"output_text","text":"[1","annotations":[]}]}]}},"error":null}"#;
+        let t = texts(r);
+        assert_eq!(t.len(), 1);
+        assert!(t[0].provider_truncated);
+        let a = r#"{"custom_id":"m","result":{"type":"succeeded","message":{"content":[{"type":"thinking","thinking":"hm"},{"type":"text","text":"{\"a\":"},{"type":"text","text":"1}"},{"type":"tool_use","id":"t","name":"rec","input":{"n":12345678901234567890}}],"stop_reason":"max_tokens"}}}"#;
+        let t = texts(a);
+        assert_eq!(t[0].source, TextSource::Text("{\"a\":1}".into()));
+        assert_eq!(
+            t[1].source,
+            TextSource::Json("{\"n\":12345678901234567890}")
+        );
+        assert!(t[0].provider_truncated);
+        let c = r#"{"custom_id":"c","response":{"status_code":200,"body":{"choices":[{"index":0,"text":" [1]","finish_reason":"length"}]}},"error":null}"#;
+        assert_eq!(texts(c)[0].source, TextSource::Text(" [1]".into()));
+    }
+}

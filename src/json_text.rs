@@ -1,0 +1,217 @@
+//! Walking valid JSON text without building a tree: find a value by JSON pointer, list
+//! an array's elements or an object's members as byte ranges of the original text.
+//!
+//! `extract` uses it to cut records out of the parser's compact JSON (and to read
+//! `--text-field` out of a result line) without re-serialising: numbers stay exactly as
+//! written, key order and duplicate keys are kept. Every function expects valid JSON
+//! (whitespace allowed) and returns `None` rather than panicking when it is not.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// End (exclusive) of the string starting with the quote at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
+        if b[k] == b'\\' {
+            j = k + 2;
+        } else {
+            return Some(k + 1);
+        }
+    }
+}
+
+/// End (exclusive) of the value starting at `i` (no leading whitespace).
+pub fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// The range of the whole value in `text` (outer whitespace excluded).
+pub fn root(text: &str) -> Option<Range<usize>> {
+    let b = text.as_bytes();
+    let s = skip_ws(b, 0);
+    let e = value_end(b, s)?;
+    Some(s..e)
+}
+
+/// The elements of the array at `range`, or `None` if it is not an array.
+pub fn array_elements(text: &str, range: Range<usize>) -> Option<Vec<Range<usize>>> {
+    let b = text.as_bytes();
+    if b.get(range.start) != Some(&b'[') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, range.start + 1);
+    if b.get(i) == Some(&b']') {
+        return Some(out);
+    }
+    loop {
+        let e = value_end(b, i)?;
+        out.push(i..e);
+        i = skip_ws(b, e);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b']' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// The members of the object at `range` as (decoded key, value range), in text order,
+/// or `None` if it is not an object.
+pub fn object_members(
+    text: &str,
+    range: Range<usize>,
+) -> Option<Vec<(Cow<'_, str>, Range<usize>)>> {
+    let b = text.as_bytes();
+    if b.get(range.start) != Some(&b'{') {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut i = skip_ws(b, range.start + 1);
+    if b.get(i) == Some(&b'}') {
+        return Some(out);
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let ke = string_end(b, i)?;
+        let raw = &text[i..ke];
+        let key: Cow<str> = if raw.contains('\\') {
+            Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
+        } else {
+            Cow::Borrowed(&text[i + 1..ke - 1])
+        };
+        i = skip_ws(b, ke);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let e = value_end(b, i)?;
+        out.push((key, i..e));
+        i = skip_ws(b, e);
+        match b.get(i)? {
+            b',' => i = skip_ws(b, i + 1),
+            b'}' => return Some(out),
+            _ => return None,
+        }
+    }
+}
+
+/// Checks a JSON pointer's syntax (RFC 6901): empty, or tokens each after a `/`.
+pub fn check_pointer(ptr: &str) -> Result<(), String> {
+    if ptr.is_empty() || ptr.starts_with('/') {
+        Ok(())
+    } else {
+        Err(format!(
+            "{ptr:?} is not a JSON pointer (it must be empty or start with '/')"
+        ))
+    }
+}
+
+/// The range of the value at JSON pointer `ptr` (RFC 6901; `""` is the whole value).
+/// With duplicate keys the last one wins, as in most JSON readers.
+pub fn pointer(text: &str, ptr: &str) -> Option<Range<usize>> {
+    let mut cur = root(text)?;
+    if ptr.is_empty() {
+        return Some(cur);
+    }
+    let rest = ptr.strip_prefix('/')?;
+    for raw in rest.split('/') {
+        let token = raw.replace("~1", "/").replace("~0", "~");
+        match text.as_bytes()[cur.start] {
+            b'{' => {
+                cur = object_members(text, cur)?
+                    .into_iter()
+                    .rev()
+                    .find(|(k, _)| *k == token)?
+                    .1;
+            }
+            b'[' => {
+                if token.len() > 1 && token.starts_with('0') {
+                    return None;
+                }
+                let idx: usize = token.parse().ok()?;
+                cur = array_elements(text, cur)?.into_iter().nth(idx)?;
+            }
+            _ => return None,
+        }
+    }
+    Some(cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_values() {
+        let t = r#" {"a": [1, "x\"]", {"b": null}], "c~/d": 12345678901234567890, "a": []} "#;
+        assert_eq!(&t[pointer(t, "").unwrap()], t.trim());
+        assert_eq!(&t[pointer(t, "/a").unwrap()], "[]");
+        assert_eq!(&t[pointer(t, "/c~0~1d").unwrap()], "12345678901234567890");
+        let first = object_members(t, root(t).unwrap()).unwrap()[0].1.clone();
+        let els = array_elements(t, first).unwrap();
+        let got: Vec<&str> = els.iter().map(|r| &t[r.clone()]).collect();
+        assert_eq!(got, vec!["1", "\"x\\\"]\"", "{\"b\": null}"]);
+        assert_eq!(pointer(t, "/a/0"), None);
+        assert_eq!(pointer(t, "/zz"), None);
+        let arr = "[[1],[2,3]]";
+        assert_eq!(&arr[pointer(arr, "/1/1").unwrap()], "3");
+        assert_eq!(pointer(arr, "/01"), None);
+        assert_eq!(
+            pointer("{\"k\\u0041\":1}", "/kA").map(|r| r.start),
+            Some(11)
+        );
+    }
+
+    #[test]
+    fn invalid_text_gives_none() {
+        for t in ["", "[", "{\"a\"", "[1,", "{\"a\":1,}", "\"abc"] {
+            let _ = root(t).and_then(|r| array_elements(t, r.clone()).or(Some(vec![r])));
+            assert!(pointer(t, "/0").is_none(), "{t:?}");
+        }
+    }
+}

@@ -8,7 +8,7 @@
 //!   `tokens(...)` is used, giving a [`RecordVerdict`] per record.
 //!
 //! ```no_run
-//! use scratch_tokenize::tokenize::*;
+//! use batchline::tokenize::*;
 //! let specs: Vec<TokenizerSpec> = ["llama3=/tmp/llama3.json", "o200k_base"]
 //!     .iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
 //! let set = TokenizerSet::load(&specs)?;

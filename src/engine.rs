@@ -41,7 +41,8 @@ pub struct EngineConfig {
     /// Longest line kept whole when reading a stream; longer ones are cut (and should be
     /// rejected by the command as too long).
     pub max_line: usize,
-    /// Draw a progress bar on stderr (only when stderr is a terminal).
+    /// Draw a progress bar on stderr (only when stderr is a terminal). The CLI sets it
+    /// from `--quiet`, which also silences the echo of rejected lines.
     pub progress: bool,
 }
 

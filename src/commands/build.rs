@@ -1434,7 +1434,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         totals: BuildTotals::default(),
         warning_kinds: HashMap::new(),
         rejects,
-        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet || !cfg.engine.progress),
     };
     let stats = engine::run(
         input,

@@ -545,6 +545,12 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
     {
         return Err(Error::Usage("limits must be positive".into()));
     }
+    if cfg.rejects.is_some() && cfg.on_error == ErrorMode::Fail {
+        return Err(Error::Usage(
+            "--rejects needs --on-error skip (the default, fail, stops at the first bad line)"
+                .into(),
+        ));
+    }
     let input = OpenInput::open(&cfg.input)?;
     let stale = if cfg.check {
         Vec::new()
@@ -575,7 +581,7 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         totals: ShardTotals::default(),
         warning_kinds: HashMap::new(),
         rejects,
-        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet || !cfg.engine.progress),
     };
     let stats = engine::run(
         input,

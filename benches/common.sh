@@ -18,19 +18,21 @@ peer_python() {
   echo /tmp/peers/bin/python
 }
 
-# measure LABEL BYTES CMD...: runs CMD once, prints label, seconds, MB/s, peak RSS (MB).
+# measure LABEL BYTES CMD...: runs CMD once; prints label, wall seconds, MB/s, CPU seconds
+# (user+sys, less sensitive to other load on the machine) and peak RSS.
 measure() {
   local label=$1 bytes=$2; shift 2
   local t0 t1 rss
   t0=$(date +%s.%N)
-  /usr/bin/time -f "%M" -o "$DATA/.rss" "$@" > /dev/null 2> "$DATA/.err" || { echo "FAILED: $label"; cat "$DATA/.err"; return 1; }
+  /usr/bin/time -f "%M %U %S" -o "$DATA/.rss" "$@" > /dev/null 2> "$DATA/.err" || { echo "FAILED: $label"; cat "$DATA/.err"; return 1; }
   t1=$(date +%s.%N)
   rss=$(tail -1 "$DATA/.rss")
-  python3 - "$label" "$bytes" "$t0" "$t1" "$rss" <<'PY'
+  python3 - "$label" "$bytes" "$t0" "$t1" $rss <<'PY'
 import sys
-label, b, t0, t1, rss = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+label, b, t0, t1 = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+rss, user, sys_ = int(sys.argv[5]), float(sys.argv[6]), float(sys.argv[7])
 s = t1 - t0
-print(f"| {label} | {s:.2f} s | {b/1e6/s:.0f} MB/s | {rss/1024:.0f} MB |")
+print(f"| {label} | {s:.2f} s | {b/1e6/s:.0f} MB/s | {user+sys_:.2f} s | {rss/1024:.0f} MB |")
 PY
   echo "$t0 $t1" > "$DATA/.last"
 }

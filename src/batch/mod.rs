@@ -3,6 +3,7 @@
 
 pub mod endpoint;
 pub mod request;
+pub mod result;
 pub mod tokens;
 
 pub use endpoint::Endpoint;

@@ -1,5 +1,6 @@
 //! One module per command: each has a plain config struct, a summary, and a `run`.
 
+pub mod join;
 pub mod shard;
 
 use serde::Serialize;

@@ -138,6 +138,110 @@ pub fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
     serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
+/// The fast path of the index pass for the usual OpenAI result line
+/// `{"id": "..", "custom_id": "..", "response": {"status_code": 200, ..}, "error": null}`
+/// (keys in this order, as the API and vLLM write them): reads only the head of the
+/// line up to `status_code` and its tail, not the body. Returns the custom_id and
+/// `true` for a success, or `None` when the line does not look exactly like that (or
+/// is a failure), and the full parse must decide. The line is fully parsed (and so
+/// validated) later, when a request is joined to it.
+pub fn scan_ok_result(line: &[u8]) -> Option<&str> {
+    let mut p = Scan { s: line, i: 0 };
+    p.byte(b'{')?;
+    let mut id = None;
+    loop {
+        let key = p.string()?;
+        p.colon()?;
+        match key {
+            b"id" => {
+                p.string()?;
+            }
+            b"custom_id" => {
+                let raw = p.string()?;
+                if raw.is_empty() || raw.contains(&b'\\') || id.is_some() {
+                    return None;
+                }
+                id = Some(simdutf8::basic::from_utf8(raw).ok()?);
+            }
+            b"response" => {
+                p.byte(b'{')?;
+                if p.string()? != b"status_code" {
+                    return None;
+                }
+                p.colon()?;
+                p.ws();
+                let start = p.i;
+                while p.i < line.len() && line[p.i].is_ascii_digit() {
+                    p.i += 1;
+                }
+                let status: u32 = std::str::from_utf8(&line[start..p.i]).ok()?.parse().ok()?;
+                if !(200..400).contains(&status) {
+                    return None;
+                }
+                break;
+            }
+            _ => return None,
+        }
+        p.ws();
+        p.byte(b',')?;
+    }
+    let tail = line.trim_ascii_end();
+    let ok_tail = tail.ends_with(b"\"error\": null}") || tail.ends_with(b"\"error\":null}");
+    if ok_tail {
+        id
+    } else {
+        None
+    }
+}
+
+struct Scan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+            self.i += 1;
+        }
+    }
+    fn byte(&mut self, b: u8) -> Option<()> {
+        self.ws();
+        (self.s.get(self.i) == Some(&b)).then(|| self.i += 1)
+    }
+    fn colon(&mut self) -> Option<()> {
+        self.byte(b':')
+    }
+    /// The contents of a JSON string (escapes left as they are).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.byte(b'"')?;
+        let start = self.i;
+        loop {
+            let j = self.i + memchr::memchr2(b'"', b'\\', &self.s[self.i..])?;
+            if self.s[j] == b'\\' {
+                self.i = j + 2;
+                if self.i > self.s.len() {
+                    return None;
+                }
+            } else {
+                self.i = j + 1;
+                return Some(&self.s[start..j]);
+            }
+        }
+    }
+}
+
+/// Checks UTF-8 with SIMD; on failure the standard library says where.
+pub fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => Err(match std::str::from_utf8(bytes) {
+            Err(e) => format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+            Ok(_) => "invalid UTF-8".to_string(),
+        }),
+    }
+}
+
 /// The custom_id's raw token and decoded text, or why it is unusable.
 pub fn custom_id_of(raw: Option<&RawValue>) -> Result<(&str, Cow<'_, str>), String> {
     let raw = match raw {
@@ -173,10 +277,14 @@ fn code_of<'a>(e: &ErrorObject<'a>) -> Option<Cow<'a, str>> {
     scalar_text(e.code).or_else(|| scalar_text(e.kind))
 }
 
-/// Parses one result line (UTF-8) into its custom_id and outcome. `detail` also digs
-/// the error code and message out of failures (only the writer needs them).
-pub fn parse_result(line: &str, detail: bool) -> Result<ResultLine<'_>, String> {
-    let raw: RawResult = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+/// Parses one result line into its custom_id and outcome. `detail` also digs the error
+/// code and message out of failures (only the writer needs them).
+///
+/// The whole line is checked to be UTF-8 first, with SIMD (several times faster than
+/// the standard library on non-ASCII text), then parsed as a `str` so that raw values
+/// are not checked a second time.
+pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String> {
+    let raw: RawResult = serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
     let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
     let failed = |code: Cow<'static, str>| Outcome::Failed(Failure { code, message: None, status_code: None });
     let outcome = if let (Some(res), None) = (&raw.result, &raw.response) {
@@ -252,8 +360,8 @@ struct RawRequestSide<'a> {
 }
 
 /// Parses any JSONL line carrying a `custom_id` (a request line, a sidecar record).
-pub fn parse_request_side(line: &str) -> Result<RequestSide<'_>, String> {
-    let raw: RawRequestSide = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
+    let raw: RawRequestSide = serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
     let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
     Ok(RequestSide { custom_id_raw, custom_id, shown: raw.body.or(raw.record) })
 }
@@ -263,7 +371,7 @@ mod tests {
     use super::*;
 
     fn code(line: &str) -> (bool, String, Option<u64>, bool) {
-        let r = parse_result(line, true).unwrap();
+        let r = parse_result(line.as_bytes(), true).unwrap();
         match r.outcome {
             Outcome::Ok { .. } => (true, String::new(), None, false),
             Outcome::Failed(f) => (false, f.code.to_string(), f.status_code, f.is_retryable()),
@@ -273,7 +381,7 @@ mod tests {
     #[test]
     fn classifies_openai_lines() {
         let ok = r#"{"id":"b","custom_id":"a","response":{"status_code":200,"body":{"x":1}},"error":null}"#;
-        let r = parse_result(ok, true).unwrap();
+        let r = parse_result(ok.as_bytes(), true).unwrap();
         assert_eq!(r.custom_id, "a");
         assert_eq!(r.custom_id_raw, "\"a\"");
         match r.outcome {
@@ -288,6 +396,28 @@ mod tests {
         assert_eq!(code(bare), (false, "http_503".into(), Some(503), true));
         let exp = r#"{"custom_id":"a","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
         assert_eq!(code(exp), (false, "batch_expired".into(), None, true));
+    }
+
+    #[test]
+    fn fast_scan_agrees_with_the_parser() {
+        let cases = [
+            (r#"{"id": "b", "custom_id": "req-1", "response": {"status_code": 200, "body": {"error": null}}, "error": null}"#, Some("req-1")),
+            (r#"{"id":"b","custom_id":"x","response":{"status_code":200,"body":{}},"error":null}  "#, Some("x")),
+            (r#"{"custom_id":"x","response":{"status_code":400,"body":{}},"error":null}"#, None),
+            (r#"{"custom_id":"x","response":{"status_code":200,"body":{}},"error":{"code":"c"}}"#, None),
+            (r#"{"custom_id":"x\u0041","response":{"status_code":200,"body":{}},"error":null}"#, None),
+            (r#"{"error":null,"custom_id":"x","response":{"status_code":200,"body":{}}}"#, None),
+            (r#"{"custom_id":"x","response":{"body":{},"status_code":200},"error":null}"#, None),
+            (r#"{"id":"a\"b","custom_id":"y","response":{"status_code":201},"error":null}"#, Some("y")),
+        ];
+        for (line, want) in cases {
+            assert_eq!(scan_ok_result(line.as_bytes()), want, "{line}");
+            if want.is_some() {
+                let r = parse_result(line.as_bytes(), false).unwrap();
+                assert!(r.outcome.is_ok());
+                assert_eq!(Some(r.custom_id.as_ref()), want);
+            }
+        }
     }
 
     #[test]
@@ -307,14 +437,14 @@ mod tests {
             (r#"{"response":null,"error":{"code":"x"}}"#, "custom_id is missing"),
             (r#"{"custom_id":"a","response":null,"error":null}"#, "neither"),
         ] {
-            let e = parse_result(line, false).unwrap_err();
+            let e = parse_result(line.as_bytes(), false).unwrap_err();
             assert!(e.contains(want), "{line}: {e}");
         }
     }
 
     #[test]
     fn escaped_ids_decode() {
-        let r = parse_request_side(r#"{"custom_id":"a\u002d1","record":{"k":[1]}}"#).unwrap();
+        let r = parse_request_side(br#"{"custom_id":"a\u002d1","record":{"k":[1]}}"#).unwrap();
         assert_eq!(r.custom_id, "a-1");
         assert_eq!(r.shown.unwrap().get(), r#"{"k":[1]}"#);
     }

@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::batch::result::{parse_request_side, parse_result, Failure, Outcome as ResultOutcome};
+use crate::batch::result::{parse_request_side, parse_result, scan_ok_result, utf8, Failure, Outcome as ResultOutcome};
 use crate::commands::shard::Manifest;
 use crate::engine::{self, EngineConfig, Flow};
 use crate::error::{Error, Result};
@@ -398,14 +398,11 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
             out.error = fail("result file larger than 1 TiB: split it".into());
             break;
         }
-        let text = match std::str::from_utf8(line.bytes) {
-            Ok(t) => t,
-            Err(e) => {
-                out.error = fail(format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()));
-                break;
-            }
-        };
-        match parse_result(text, false) {
+        if let Some(id) = scan_ok_result(line.bytes) {
+            out.entries.push((Key::of(id), line.offset, line.len as u32, true));
+            continue;
+        }
+        match parse_result(line.bytes, false) {
             Ok(r) => out.entries.push((Key::of(&r.custom_id), line.offset, line.len as u32, r.outcome.is_ok())),
             Err(reason) => {
                 out.error = fail(reason);
@@ -526,8 +523,11 @@ struct Ctx<'i> {
     index: &'i Index,
     sources: &'i [Source],
     fields: &'i [Field],
+    want_result: bool,
     retry_all: bool,
 }
+
+
 
 fn write_raw_or_null(out: &mut Vec<u8>, raw: Option<&str>) {
     out.extend_from_slice(raw.unwrap_or("null").as_bytes());
@@ -594,10 +594,12 @@ impl<'i> Ctx<'i> {
         if cut {
             return Err("request line too long".into());
         }
-        let text = std::str::from_utf8(bytes).map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))?;
-        let req = parse_request_side(text)?;
+        let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);
-        let request_raw = req.shown.map_or(text, |r| r.get());
+        let request_raw = match req.shown {
+            Some(r) => r.get(),
+            None => utf8(bytes)?,
+        };
         let rec = self.index.get(&key);
         let Some(rec) = rec else {
             self.render(out, req.custom_id_raw, Status::Missing, request_raw, None, None, None);
@@ -605,15 +607,19 @@ impl<'i> Ctx<'i> {
         };
         let source = &self.sources[rec.file()];
         source.read_at(buf, rec.offset(), rec.len()).map_err(|e| e.to_string())?;
-        let result_text = std::str::from_utf8(buf).map_err(|_| format!("{}: changed while joining", source.name))?;
-        let result = parse_result(result_text, true).map_err(|e| format!("{}: {e} (changed while joining?)", source.name))?;
+        // The index pass may have read only the head and tail of this line: it is fully
+        // checked here.
+        let result = parse_result(buf, true)
+            .map_err(|e| format!("its result ({} at byte offset {}) is unusable: {e}", source.name, rec.offset()))?;
+        // The raw result line is only checked (and shown) when asked for.
+        let result_text = if self.want_result { Some(utf8(buf).map_err(|e| format!("{}: {e}", source.name))?) } else { None };
         match &result.outcome {
             ResultOutcome::Ok { body } => {
-                self.render(out, req.custom_id_raw, Status::Ok, request_raw, body.map(|b| b.get()), None, Some(result_text));
+                self.render(out, req.custom_id_raw, Status::Ok, request_raw, body.map(|b| b.get()), None, result_text);
                 Ok((Status::Ok, false, Some(rec), key, None))
             }
             ResultOutcome::Failed(f) => {
-                self.render(out, req.custom_id_raw, Status::Failed, request_raw, None, Some(f), Some(result_text));
+                self.render(out, req.custom_id_raw, Status::Failed, request_raw, None, Some(f), result_text);
                 let retry = self.retry_all || f.is_retryable();
                 Ok((Status::Failed, retry, Some(rec), key, Some(f.code.as_ref().into())))
             }
@@ -728,8 +734,7 @@ impl Writer {
                 None => !self.missing_seen.insert(fact.key),
             };
             if dup {
-                let text = String::from_utf8_lossy(&chunk.bytes[fact.start..fact.end]);
-                let id = parse_request_side(&text).map(|r| r.custom_id.into_owned()).unwrap_or_default();
+                let id = parse_request_side(&chunk.bytes[fact.start..fact.end]).map(|r| r.custom_id.into_owned()).unwrap_or_default();
                 return Err(Error::BadLine {
                     file: name.to_string(),
                     line: fact.line,
@@ -838,7 +843,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         bytes: 0,
         codes: BTreeMap::new(),
     };
-    let ctx = Ctx { index: &index, sources: &sources, fields: &cfg.fields, retry_all: cfg.retry_all };
+    let ctx = Ctx { index: &index, sources: &sources, fields: &cfg.fields, want_result: cfg.fields.contains(&Field::Result), retry_all: cfg.retry_all };
     for spec in &requests {
         let input = open_stream(spec)?;
         let name = input.name().to_string();

@@ -38,8 +38,8 @@ fi
 (cd "$HERE" && cargo build --release -q)
 BIN=$HERE/target/release/batchline
 
-IN_BYTES=$(( $(stat -c %s "$REQ") + $(stat -c %s "$OUT") + $(stat -c %s "$ERR") ))
-echo "input: $(stat -c %s "$REQ") bytes of requests, $(( $(stat -c %s "$OUT") + $(stat -c %s "$ERR") )) bytes of results; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+IN_BYTES=$(( $(stat -L -c %s "$REQ") + $(stat -L -c %s "$OUT") + $(stat -L -c %s "$ERR") ))
+echo "input: $(stat -L -c %s "$REQ") bytes of requests, $(( $(stat -L -c %s "$OUT") + $(stat -L -c %s "$ERR") )) bytes of results; $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 declare -A SECS RSS
 measure() { # name, command...

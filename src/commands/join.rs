@@ -15,10 +15,14 @@
 //!    `duplicate_results`.
 //! 2. **Join**: stream REQUESTS through the engine. Workers parse each line's custom_id,
 //!    look it up in the (read-only, shared) index, read the result line back with a
-//!    positioned read (`pread`, no memory map, so resident memory stays flat however
-//!    large the files are), and render the output line, copying JSON sub-values as raw
+//!    positioned read (`pread`: random access through a memory map would keep the
+//!    touched pages resident), and render the output line, copying JSON sub-values as raw
 //!    bytes. The single writer writes lines in request order, marks each result as
 //!    used (an atomic flag inside its slot) and detects duplicate request custom_ids.
+//!
+//! Plain input files are memory-mapped and read sequentially; the writer releases
+//! each chunk's pages (`MADV_DONTNEED`) once consumed, so resident memory stays flat
+//! however large the files are.
 //!
 //! Afterwards the results never used are the orphans: counted, and written (raw, in
 //! file order) to `--orphans FILE` when asked.
@@ -41,7 +45,7 @@ use crate::batch::result::{parse_request_side, parse_result, scan_ok_result, utf
 use crate::commands::shard::Manifest;
 use crate::engine::{self, EngineConfig, Flow};
 use crate::error::{Error, Result};
-use crate::io::input::{Chunk, InputSpec, OpenInput};
+use crate::io::input::{Chunk, ChunkBytes, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
 use crate::io::Compression;
 use crate::report::{SummaryMode, Throughput};
@@ -435,9 +439,8 @@ fn build_index(files: &[PathBuf], temp_dir: &Path, engine_cfg: &EngineConfig) ->
         }
         let compression = Compression::from_name(&name);
         let (input, readable) = if compression == Compression::None && meta.is_file() {
-            // Read as a stream (not mapped): resident memory must not grow with the file.
-            let reader = file.try_clone().map_err(|e| Error::io(path, e))?;
-            (OpenInput::Stream { reader: Box::new(reader), name: name.clone(), known_len: Some(meta.len()) }, file)
+            // Mapped (no copy); each chunk's pages are released once consumed.
+            (OpenInput::open(&InputSpec::Path(path.clone()))?, file)
         } else {
             let temp = tempfile::tempfile_in(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
             let copy = temp.try_clone().map_err(|e| Error::io(temp_dir, e))?;
@@ -449,7 +452,8 @@ fn build_index(files: &[PathBuf], temp_dir: &Path, engine_cfg: &EngineConfig) ->
             let tee = Tee { inner, out: copy, name: name.clone() };
             (OpenInput::Stream { reader: Box::new(tee), name: name.clone(), known_len: None }, temp)
         };
-        let run = engine::run(input, engine_cfg, index_chunk, |_chunk, ix: IndexedChunk| {
+        let run = engine::run(input, engine_cfg, index_chunk, |chunk, ix: IndexedChunk| {
+            release(&chunk);
             stats.blank += ix.blank;
             for (key, offset, len, ok) in ix.entries {
                 stats.results += 1;
@@ -692,20 +696,18 @@ fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
         .collect())
 }
 
-/// Opens an input as a stream (never memory-mapped: resident memory stays flat).
-fn open_stream(spec: &InputSpec) -> Result<OpenInput> {
-    if let InputSpec::Path(p) = spec {
-        if Compression::from_name(&spec.display_name()) == Compression::None {
-            let file = File::open(p).map_err(|e| Error::io(p, e))?;
-            let meta = file.metadata().map_err(|e| Error::io(p, e))?;
-            if meta.is_dir() {
-                return Err(Error::Other(format!("{}: is a directory, expected a file", p.display())));
-            }
-            let known_len = meta.is_file().then_some(meta.len());
-            return Ok(OpenInput::Stream { reader: Box::new(file), name: spec.display_name(), known_len });
-        }
+/// Drops the pages of a consumed memory-mapped chunk from our address space, so that
+/// resident memory does not grow with the size of the mapped inputs (the data stays in
+/// the page cache; nothing reads these bytes again).
+fn release(chunk: &Chunk) {
+    #[cfg(unix)]
+    if let ChunkBytes::Mapped { map, start, end } = &chunk.bytes {
+        // SAFETY: a read-only, file-backed mapping: dropped pages are re-read from the
+        // file if touched again, so no reader can observe anything but the file's bytes.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, end - start) };
     }
-    OpenInput::open(spec)
+    #[cfg(not(unix))]
+    let _ = chunk;
 }
 
 /// The single writer of pass 2.
@@ -727,6 +729,12 @@ struct Writer {
 
 impl Writer {
     fn consume(&mut self, name: &str, chunk: &Chunk, joined: Joined) -> Result<Flow> {
+        let flow = self.consume_lines(name, chunk, joined);
+        release(chunk);
+        flow
+    }
+
+    fn consume_lines(&mut self, name: &str, chunk: &Chunk, joined: Joined) -> Result<Flow> {
         self.blank += joined.blank;
         for fact in &joined.facts {
             let dup = match fact.rec {
@@ -845,7 +853,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     };
     let ctx = Ctx { index: &index, sources: &sources, fields: &cfg.fields, want_result: cfg.fields.contains(&Field::Result), retry_all: cfg.retry_all };
     for spec in &requests {
-        let input = open_stream(spec)?;
+        let input = OpenInput::open(spec)?;
         let name = input.name().to_string();
         let stats = engine::run(input, &cfg.engine, |chunk| ctx.join_chunk(chunk), |chunk, joined| {
             writer.consume(&name, &chunk, joined)

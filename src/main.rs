@@ -60,5 +60,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), cfg.output.is_stdout());
             Ok(summary.outcome)
         }
+        Command::Join(args) => {
+            let cfg = args.into_config(&g);
+            let summary = commands::join::run(&cfg)?;
+            print_summary(mode, &summary, &summary.human(), cfg.output.is_stdout());
+            Ok(summary.outcome)
+        }
     }
 }

@@ -12,7 +12,9 @@ fn a_closed_stdout_ends_quietly_with_status_0() {
     let tmp = tempfile::tempdir().unwrap();
     let mut data = String::new();
     for i in 0..200_000 {
-        data.push_str(&format!("{{\"id\":{i},\"text\":\"prompt number {i} with some words\"}}\n"));
+        data.push_str(&format!(
+            "{{\"id\":{i},\"text\":\"prompt number {i} with some words\"}}\n"
+        ));
     }
     std::fs::write(tmp.path().join("prompts.jsonl"), &data).unwrap();
     let mut child = Command::new(bin())
@@ -23,11 +25,18 @@ fn a_closed_stdout_ends_quietly_with_status_0() {
         .spawn()
         .unwrap();
     let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
     // The reader is gone now (like `| head -1`).
     let out = child.wait_with_output().unwrap();
     assert!(first.contains("\"custom_id\""));
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!String::from_utf8_lossy(&out.stderr).contains("error"));
     let _ = std::io::stderr().flush();
 }

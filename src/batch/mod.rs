@@ -2,6 +2,7 @@
 //! prompt-token counting with the real OpenAI encodings.
 
 pub mod endpoint;
+pub mod outcome;
 pub mod request;
 pub mod result;
 pub mod tokens;

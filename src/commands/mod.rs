@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod extract;
+pub mod join;
 pub mod shard;
 
 use serde::Serialize;

@@ -1,0 +1,529 @@
+//! Fast, borrowing parse of a Batch API *result* line (output or error file), and of the
+//! `custom_id` of any JSONL line (requests, sidecars).
+//!
+//! One pass of serde_json over the line validates it as JSON and keeps only raw slices
+//! of what `join` needs: `custom_id`, `response.status_code`, `response.body`, the
+//! top-level `error`, and for Anthropic result lines `result.{type,message,error}`.
+//! Bodies are never built into trees; they are copied to the output as raw bytes.
+//!
+//! Classification (see SPEC.md):
+//! - OpenAI: `error` non-null (`batch_expired`, `batch_cancelled`, ...) is a failure;
+//!   otherwise `response.status_code` >= 400 is a failure (the code from
+//!   `response.body.error.code`, else its `type`); otherwise a success.
+//! - Anthropic: `result.type` `succeeded` is a success (the body is `result.message`);
+//!   `errored` (code from `result.error.error.type`), `canceled` and `expired` fail.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// What a result line holds, borrowed from the line.
+#[derive(Debug)]
+pub struct ResultLine<'a> {
+    /// The raw JSON string token of the custom_id (quotes included).
+    pub custom_id_raw: &'a str,
+    /// The decoded custom_id.
+    pub custom_id: Cow<'a, str>,
+    pub outcome: Outcome<'a>,
+}
+
+/// Success (with the raw response body) or failure.
+#[derive(Debug)]
+pub enum Outcome<'a> {
+    Ok { body: Option<&'a RawValue> },
+    Failed(Failure<'a>),
+}
+
+impl Outcome<'_> {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Ok { .. })
+    }
+}
+
+/// A failed request: the error code (resolved to a string, for counting), the raw
+/// message, and the HTTP status when there was one.
+#[derive(Debug)]
+pub struct Failure<'a> {
+    pub code: Cow<'a, str>,
+    pub message: Option<&'a RawValue>,
+    pub status_code: Option<u64>,
+}
+
+/// Error codes worth resubmitting (besides HTTP 429 and 5xx).
+pub const RETRYABLE_CODES: &[&str] = &[
+    "batch_expired",
+    "batch_cancelled",
+    "expired",
+    "canceled",
+    "rate_limit_exceeded",
+    "server_error",
+    "api_error",
+    "overloaded_error",
+];
+
+impl Failure<'_> {
+    /// 429, 5xx, an expired or cancelled batch, or a transient server-side code.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.status_code, Some(429) | Some(500..=599))
+            || RETRYABLE_CODES.contains(&self.code.as_ref())
+    }
+}
+
+#[derive(Deserialize)]
+struct RawResult<'a> {
+    #[serde(borrow, default)]
+    custom_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    response: Option<RawResponse<'a>>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    result: Option<AnthropicResult<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawResponse<'a> {
+    #[serde(default)]
+    status_code: Option<u64>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AnthropicResult<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// `{"code": .., "message": .., "type": ..}` of an error object, all optional.
+#[derive(Deserialize, Default)]
+struct ErrorObject<'a> {
+    #[serde(borrow, default)]
+    code: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    message: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<&'a RawValue>,
+    /// Anthropic nests `{"type":"error","error":{"type","message"}}`; OpenAI HTTP
+    /// bodies nest `{"error":{...}}`.
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+/// A JSON string value decoded, or the text of any other scalar; `None` for null,
+/// objects and arrays.
+fn scalar_text(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    let s = raw?.get();
+    if s.starts_with('"') {
+        decode_string(s)
+    } else if s == "null" || s.starts_with('{') || s.starts_with('[') {
+        None
+    } else {
+        Some(Cow::Borrowed(s))
+    }
+}
+
+/// Decodes a raw JSON string token (quotes included), borrowing when it has no escapes.
+pub fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.len() < 2 || !raw.starts_with('"') {
+        return None;
+    }
+    if !raw.contains('\\') {
+        return Some(Cow::Borrowed(&raw[1..raw.len() - 1]));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// The fast path of the index pass for the usual OpenAI result line
+/// `{"id": "..", "custom_id": "..", "response": {"status_code": 200, ..}, "error": null}`
+/// (keys in this order, as the API and vLLM write them): reads only the head of the
+/// line up to `status_code` and its tail, not the body. Returns the custom_id and
+/// `true` for a success, or `None` when the line does not look exactly like that (or
+/// is a failure), and the full parse must decide. The line is fully parsed (and so
+/// validated) later, when a request is joined to it.
+pub fn scan_ok_result(line: &[u8]) -> Option<&str> {
+    let mut p = Scan { s: line, i: 0 };
+    p.byte(b'{')?;
+    let mut id = None;
+    loop {
+        let key = p.string()?;
+        p.colon()?;
+        match key {
+            b"id" => {
+                p.string()?;
+            }
+            b"custom_id" => {
+                let raw = p.string()?;
+                if raw.is_empty() || raw.contains(&b'\\') || id.is_some() {
+                    return None;
+                }
+                id = Some(simdutf8::basic::from_utf8(raw).ok()?);
+            }
+            b"response" => {
+                p.byte(b'{')?;
+                if p.string()? != b"status_code" {
+                    return None;
+                }
+                p.colon()?;
+                p.ws();
+                let start = p.i;
+                while p.i < line.len() && line[p.i].is_ascii_digit() {
+                    p.i += 1;
+                }
+                let status: u32 = std::str::from_utf8(&line[start..p.i]).ok()?.parse().ok()?;
+                if !(200..400).contains(&status) {
+                    return None;
+                }
+                break;
+            }
+            _ => return None,
+        }
+        p.ws();
+        p.byte(b',')?;
+    }
+    let tail = line.trim_ascii_end();
+    let ok_tail = tail.ends_with(b"\"error\": null}") || tail.ends_with(b"\"error\":null}");
+    if ok_tail {
+        id
+    } else {
+        None
+    }
+}
+
+struct Scan<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn ws(&mut self) {
+        while self.i < self.s.len() && matches!(self.s[self.i], b' ' | b'\t' | b'\r' | b'\n') {
+            self.i += 1;
+        }
+    }
+    fn byte(&mut self, b: u8) -> Option<()> {
+        self.ws();
+        (self.s.get(self.i) == Some(&b)).then(|| self.i += 1)
+    }
+    fn colon(&mut self) -> Option<()> {
+        self.byte(b':')
+    }
+    /// The contents of a JSON string (escapes left as they are).
+    fn string(&mut self) -> Option<&'a [u8]> {
+        self.byte(b'"')?;
+        let start = self.i;
+        loop {
+            let j = self.i + memchr::memchr2(b'"', b'\\', &self.s[self.i..])?;
+            if self.s[j] == b'\\' {
+                self.i = j + 2;
+                if self.i > self.s.len() {
+                    return None;
+                }
+            } else {
+                self.i = j + 1;
+                return Some(&self.s[start..j]);
+            }
+        }
+    }
+}
+
+/// Checks UTF-8 with SIMD; on failure the standard library says where.
+pub fn utf8(bytes: &[u8]) -> Result<&str, String> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(s) => Ok(s),
+        Err(_) => Err(match std::str::from_utf8(bytes) {
+            Err(e) => format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+            Ok(_) => "invalid UTF-8".to_string(),
+        }),
+    }
+}
+
+/// The custom_id's raw token and decoded text, or why it is unusable.
+pub fn custom_id_of(raw: Option<&RawValue>) -> Result<(&str, Cow<'_, str>), String> {
+    let raw = match raw {
+        None => return Err("custom_id is missing".into()),
+        Some(r) => r.get(),
+    };
+    match decode_string(raw) {
+        Some(s) if s.is_empty() => Err("custom_id is empty".into()),
+        Some(s) => Ok((raw, s)),
+        None => Err(format!(
+            "custom_id must be a non-empty string, found {}",
+            kind_of(raw)
+        )),
+    }
+}
+
+fn kind_of(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'n') => "null",
+        Some(b't') | Some(b'f') => "a boolean",
+        _ => "a number",
+    }
+}
+
+fn error_object(raw: Option<&RawValue>) -> ErrorObject<'_> {
+    match raw {
+        Some(r) if r.get().starts_with('{') => serde_json::from_str(r.get()).unwrap_or_default(),
+        _ => ErrorObject::default(),
+    }
+}
+
+/// Code of an error object: `code`, else `type`.
+fn code_of<'a>(e: &ErrorObject<'a>) -> Option<Cow<'a, str>> {
+    scalar_text(e.code).or_else(|| scalar_text(e.kind))
+}
+
+/// Parses one result line into its custom_id and outcome. `detail` also digs the error
+/// code and message out of failures (only the writer needs them).
+///
+/// The whole line is checked to be UTF-8 first, with SIMD (several times faster than
+/// the standard library on non-ASCII text), then parsed as a `str` so that raw values
+/// are not checked a second time.
+pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String> {
+    let raw: RawResult =
+        serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
+    let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
+    let failed = |code: Cow<'static, str>| {
+        Outcome::Failed(Failure {
+            code,
+            message: None,
+            status_code: None,
+        })
+    };
+    let outcome = if let (Some(res), None) = (&raw.result, &raw.response) {
+        // Anthropic Message Batches result.
+        match res.kind.as_deref() {
+            Some("succeeded") => Outcome::Ok { body: res.message },
+            Some("errored") if detail => {
+                let outer = error_object(res.error);
+                let inner = error_object(outer.error);
+                let code = code_of(&inner)
+                    .or_else(|| code_of(&outer))
+                    .unwrap_or(Cow::Borrowed("errored"));
+                Outcome::Failed(Failure {
+                    code,
+                    message: inner.message.or(outer.message),
+                    status_code: None,
+                })
+            }
+            Some("errored") => failed(Cow::Borrowed("errored")),
+            Some("canceled") => failed(Cow::Borrowed("canceled")),
+            Some("expired") => failed(Cow::Borrowed("expired")),
+            Some(other) => Outcome::Failed(Failure {
+                code: Cow::Owned(other.to_string()),
+                message: None,
+                status_code: None,
+            }),
+            None => return Err("result.type is missing".into()),
+        }
+    } else if raw.error.is_some() {
+        let status_code = raw.response.as_ref().and_then(|r| r.status_code);
+        if detail {
+            let e = error_object(raw.error);
+            let code = code_of(&e).unwrap_or(Cow::Borrowed("error"));
+            Outcome::Failed(Failure {
+                code,
+                message: e.message,
+                status_code,
+            })
+        } else {
+            Outcome::Failed(Failure {
+                code: Cow::Borrowed("error"),
+                message: None,
+                status_code,
+            })
+        }
+    } else {
+        match raw.response {
+            None => return Err("result has neither a response nor an error".into()),
+            Some(r) => match r.status_code {
+                Some(s) if s >= 400 => {
+                    if detail {
+                        let body = error_object(r.body);
+                        let inner = error_object(body.error);
+                        let code = code_of(&inner)
+                            .or_else(|| code_of(&body))
+                            .unwrap_or_else(|| Cow::Owned(format!("http_{s}")));
+                        Outcome::Failed(Failure {
+                            code,
+                            message: inner.message.or(body.message),
+                            status_code: Some(s),
+                        })
+                    } else {
+                        Outcome::Failed(Failure {
+                            code: Cow::Borrowed("http"),
+                            message: None,
+                            status_code: Some(s),
+                        })
+                    }
+                }
+                _ => Outcome::Ok { body: r.body },
+            },
+        }
+    };
+    Ok(ResultLine {
+        custom_id_raw,
+        custom_id,
+        outcome,
+    })
+}
+
+/// The parts of a request-side line that `join` copies: its custom_id, and the request
+/// to show (`body` for Batch API request lines, `record` for sidecars).
+#[derive(Debug)]
+pub struct RequestSide<'a> {
+    pub custom_id_raw: &'a str,
+    pub custom_id: Cow<'a, str>,
+    /// `body`, else `record`; `None` means "the whole line".
+    pub shown: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawRequestSide<'a> {
+    #[serde(borrow, default)]
+    custom_id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    body: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    record: Option<&'a RawValue>,
+}
+
+/// Parses any JSONL line carrying a `custom_id` (a request line, a sidecar record).
+pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
+    let raw: RawRequestSide =
+        serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
+    let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
+    Ok(RequestSide {
+        custom_id_raw,
+        custom_id,
+        shown: raw.body.or(raw.record),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(line: &str) -> (bool, String, Option<u64>, bool) {
+        let r = parse_result(line.as_bytes(), true).unwrap();
+        match r.outcome {
+            Outcome::Ok { .. } => (true, String::new(), None, false),
+            Outcome::Failed(f) => (false, f.code.to_string(), f.status_code, f.is_retryable()),
+        }
+    }
+
+    #[test]
+    fn classifies_openai_lines() {
+        let ok = r#"{"id":"b","custom_id":"a","response":{"status_code":200,"body":{"x":1}},"error":null}"#;
+        let r = parse_result(ok.as_bytes(), true).unwrap();
+        assert_eq!(r.custom_id, "a");
+        assert_eq!(r.custom_id_raw, "\"a\"");
+        match r.outcome {
+            Outcome::Ok { body } => assert_eq!(body.unwrap().get(), r#"{"x":1}"#),
+            _ => panic!(),
+        }
+        let http = r#"{"custom_id":"a","response":{"status_code":400,"body":{"error":{"message":"m","type":"invalid_request_error","code":"integer_above_max_value"}}},"error":null}"#;
+        assert_eq!(
+            code(http),
+            (false, "integer_above_max_value".into(), Some(400), false)
+        );
+        let typed = r#"{"custom_id":"a","response":{"status_code":429,"body":{"error":{"message":"m","type":"rate_limit","code":null}}},"error":null}"#;
+        assert_eq!(code(typed), (false, "rate_limit".into(), Some(429), true));
+        let bare = r#"{"custom_id":"a","response":{"status_code":503,"body":"oops"},"error":null}"#;
+        assert_eq!(code(bare), (false, "http_503".into(), Some(503), true));
+        let exp = r#"{"custom_id":"a","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
+        assert_eq!(code(exp), (false, "batch_expired".into(), None, true));
+    }
+
+    #[test]
+    fn fast_scan_agrees_with_the_parser() {
+        let cases = [
+            (
+                r#"{"id": "b", "custom_id": "req-1", "response": {"status_code": 200, "body": {"error": null}}, "error": null}"#,
+                Some("req-1"),
+            ),
+            (
+                r#"{"id":"b","custom_id":"x","response":{"status_code":200,"body":{}},"error":null}  "#,
+                Some("x"),
+            ),
+            (
+                r#"{"custom_id":"x","response":{"status_code":400,"body":{}},"error":null}"#,
+                None,
+            ),
+            (
+                r#"{"custom_id":"x","response":{"status_code":200,"body":{}},"error":{"code":"c"}}"#,
+                None,
+            ),
+            (
+                r#"{"custom_id":"x\u0041","response":{"status_code":200,"body":{}},"error":null}"#,
+                None,
+            ),
+            (
+                r#"{"error":null,"custom_id":"x","response":{"status_code":200,"body":{}}}"#,
+                None,
+            ),
+            (
+                r#"{"custom_id":"x","response":{"body":{},"status_code":200},"error":null}"#,
+                None,
+            ),
+            (
+                r#"{"id":"a\"b","custom_id":"y","response":{"status_code":201},"error":null}"#,
+                Some("y"),
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(scan_ok_result(line.as_bytes()), want, "{line}");
+            if want.is_some() {
+                let r = parse_result(line.as_bytes(), false).unwrap();
+                assert!(r.outcome.is_ok());
+                assert_eq!(Some(r.custom_id.as_ref()), want);
+            }
+        }
+    }
+
+    #[test]
+    fn classifies_anthropic_lines() {
+        let ok = r#"{"custom_id":"a","result":{"type":"succeeded","message":{"id":"m"}}}"#;
+        assert!(code(ok).0);
+        let err = r#"{"custom_id":"a","result":{"type":"errored","error":{"type":"error","error":{"type":"overloaded_error","message":"busy"}}}}"#;
+        assert_eq!(code(err), (false, "overloaded_error".into(), None, true));
+        assert_eq!(
+            code(r#"{"custom_id":"a","result":{"type":"expired"}}"#).1,
+            "expired"
+        );
+    }
+
+    #[test]
+    fn rejects_unusable_lines() {
+        for (line, want) in [
+            ("{", "invalid JSON"),
+            (r#"{"custom_id":1,"error":{"code":"x"}}"#, "found a number"),
+            (
+                r#"{"response":null,"error":{"code":"x"}}"#,
+                "custom_id is missing",
+            ),
+            (
+                r#"{"custom_id":"a","response":null,"error":null}"#,
+                "neither",
+            ),
+        ] {
+            let e = parse_result(line.as_bytes(), false).unwrap_err();
+            assert!(e.contains(want), "{line}: {e}");
+        }
+    }
+
+    #[test]
+    fn escaped_ids_decode() {
+        let r = parse_request_side(br#"{"custom_id":"a\u002d1","record":{"k":[1]}}"#).unwrap();
+        assert_eq!(r.custom_id, "a-1");
+        assert_eq!(r.shown.unwrap().get(), r#"{"k":[1]}"#);
+    }
+}

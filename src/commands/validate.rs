@@ -424,8 +424,8 @@ impl Ctx<'_> {
             } else {
                 // Just past the line's newline, from its position in the chunk.
                 let data: &[u8] = &chunk.bytes;
-                let mut e = line.bytes.as_ptr() as usize - data.as_ptr() as usize
-                    + line.bytes.len();
+                let mut e =
+                    line.bytes.as_ptr() as usize - data.as_ptr() as usize + line.bytes.len();
                 if data[e..].starts_with(b"\r\n") {
                     e += 2;
                 } else if data.get(e) == Some(&b'\n') {
@@ -443,20 +443,21 @@ impl Ctx<'_> {
                     line.len
                 ))
             } else {
-                line.text().and_then(|t| match serde_json::from_str::<Value>(t) {
-                    Ok(v @ Value::Object(_)) => Ok((t, v)),
-                    Ok(v) => Err(format!(
-                        "invalid JSON: the line is {}, not an object",
-                        match v {
-                            Value::Array(_) => "an array",
-                            Value::String(_) => "a string",
-                            Value::Number(_) => "a number",
-                            Value::Bool(_) => "a boolean",
-                            _ => "null",
-                        }
-                    )),
-                    Err(e) => Err(format!("invalid JSON: {e}")),
-                })
+                line.text()
+                    .and_then(|t| match serde_json::from_str::<Value>(t) {
+                        Ok(v @ Value::Object(_)) => Ok((t, v)),
+                        Ok(v) => Err(format!(
+                            "invalid JSON: the line is {}, not an object",
+                            match v {
+                                Value::Array(_) => "an array",
+                                Value::String(_) => "a string",
+                                Value::Number(_) => "a number",
+                                Value::Bool(_) => "a boolean",
+                                _ => "null",
+                            }
+                        )),
+                        Err(e) => Err(format!("invalid JSON: {e}")),
+                    })
             };
             match parsed {
                 Err(reason) => {
@@ -586,7 +587,7 @@ impl Writer {
             Some(i) => {
                 let e = &o.entries[i];
                 t.lines = e.line;
-                t.bytes = e.end - chunk.offset + t.bytes;
+                t.bytes += e.end - chunk.offset;
                 (e.out_end, e.rej_end)
             }
             None => {
@@ -620,10 +621,9 @@ impl Writer {
 fn rule_error(e: RuleError, args: &[String], file_text: Option<&str>) -> Error {
     let (src, column) = match &e {
         RuleError::Syntax { rule, column, .. } => (args.get(rule - 1).map(String::as_str), *column),
-        RuleError::FileSyntax { line, column, .. } => (
-            file_text.and_then(|t| t.lines().nth(line - 1)),
-            *column,
-        ),
+        RuleError::FileSyntax { line, column, .. } => {
+            (file_text.and_then(|t| t.lines().nth(line - 1)), *column)
+        }
         _ => (None, 0),
     };
     let mut msg = match &e {

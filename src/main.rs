@@ -66,5 +66,11 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), cfg.output.is_stdout());
             Ok(summary.outcome)
         }
+        Command::Validate(args) => {
+            let cfg = args.into_config(&g)?;
+            let summary = commands::validate::run(&cfg)?;
+            print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
+            Ok(summary.outcome)
+        }
     }
 }

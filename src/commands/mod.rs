@@ -4,6 +4,7 @@ pub mod build;
 pub mod extract;
 pub mod join;
 pub mod shard;
+pub mod validate;
 
 use serde::Serialize;
 

@@ -1,0 +1,825 @@
+//! `batchline validate`: keep the records whose token structure holds in every target
+//! model, checked with several real tokenizers at once.
+//!
+//! Rules ([`crate::tokenize::rules`]) are parsed and the tokenizers
+//! ([`crate::tokenize::registry`]) loaded, in parallel, before any record is read; a syntax
+//! error (with its position) or a bad tokenizer file ends the run with exit status 2.
+//! Workers parse and evaluate the records of a whole chunk in parallel, each with its own
+//! chunk-count memo ([`EvalCache`], taken from a pool); the single writer appends valid
+//! records and rejects in input order, so the output is the same whatever the thread count.
+//!
+//! # Output
+//! Valid records are written as they were read (the line's bytes, `\n`-terminated), in
+//! input order. With `--annotate` each gets a last member `"_tokens"`:
+//! `{"tokens(prompt + \" \" + single_token)": {"llama3": 12, "qwen3": 12}, ...}`, one entry
+//! per distinct `tokens(...)` expression that was evaluated for the record (canonical text),
+//! one count per tokenizer; an existing `_tokens` member is replaced in place. The rest of
+//! the line is kept byte for byte.
+//!
+//! # Rejects
+//! `{"line", "offset", "reason", ["custom_id"], "failed": [{"rule", "reason"}], "counts",
+//! "text", ["text_cut"]}`: the shared rejects shape plus the failed rules (in rule order)
+//! with why each failed, and the counts in the `_tokens` shape above. `reason` is
+//! `failed: NAME, NAME` for records that broke rules, `invalid JSON: ...` for lines that
+//! are not a JSON object (then `failed` and `counts` are empty), `invalid UTF-8 ...` or
+//! `line too long ...`.
+//!
+//! # `--target N`
+//! The writer stops at the N-th valid record in input order; workers may have evaluated a
+//! few chunks more, but nothing after that record is written or counted, so output, rejects
+//! and report are the same whatever the thread count. The report says how many records
+//! (and lines, and bytes) were read up to there.
+
+use std::borrow::Cow;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{Outcome, RejectEcho};
+use crate::engine::{self, EngineConfig, Flow};
+use crate::error::{Error, Result};
+use crate::io::input::{Chunk, InputSpec, OpenInput};
+use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec};
+use crate::io::rejects::MAX_REJECT_TEXT;
+use crate::json_text;
+use crate::report::{SummaryMode, Throughput};
+use crate::tokenize::{
+    parse_rules_file, EvalCache, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSource,
+    TokenizerSpec,
+};
+
+/// The member `--annotate` adds to each valid record.
+pub const ANNOTATION_KEY: &str = "_tokens";
+
+/// Everything `validate` needs to know.
+#[derive(Clone, Debug)]
+pub struct ValidateConfig {
+    pub input: InputSpec,
+    pub output: OutputSpec,
+    /// `--tokenizer` arguments, in order (the order of every per-tokenizer count).
+    pub tokenizers: Vec<TokenizerSpec>,
+    /// `--rule` arguments (`expr` or `name: expr`), in order; evaluated before the rules
+    /// of `rules_file`.
+    pub rules: Vec<String>,
+    /// `--rules FILE`: one rule per line, `#` comments and blank lines ignored.
+    pub rules_file: Option<PathBuf>,
+    /// Count the special tokens the tokenizers add (BOS, ...).
+    pub special: bool,
+    /// Add the counts to the valid records (`_tokens`).
+    pub annotate: bool,
+    /// Stop after this many valid records.
+    pub target: Option<u64>,
+    pub rejects: Option<OutputSpec>,
+    /// `--report FILE`: the summary as JSON.
+    pub report: Option<PathBuf>,
+    pub summary: SummaryMode,
+    /// No echo of the first unreadable lines on stderr.
+    pub quiet: bool,
+    pub engine: EngineConfig,
+}
+
+impl ValidateConfig {
+    pub fn new(input: InputSpec, output: OutputSpec) -> ValidateConfig {
+        ValidateConfig {
+            input,
+            output,
+            tokenizers: Vec::new(),
+            rules: Vec::new(),
+            rules_file: None,
+            special: false,
+            annotate: false,
+            target: None,
+            rejects: None,
+            report: None,
+            summary: SummaryMode::Human,
+            quiet: false,
+            engine: EngineConfig::default(),
+        }
+    }
+}
+
+/// `(name, value)` pairs serialised as a JSON object, in this order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Ordered<T>(pub Vec<(String, T)>);
+
+impl<T: Serialize> Serialize for Ordered<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
+/// One tokenizer of the run, as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct TokenizerInfo {
+    pub name: String,
+    /// The file, or the OpenAI encoding's name.
+    pub source: String,
+    /// Whether the exact chunked count applies (else the full pipeline runs per text).
+    pub chunked: bool,
+}
+
+/// One rule of the run, as reported.
+#[derive(Clone, Debug, Serialize)]
+pub struct RuleInfo {
+    pub name: String,
+    /// The expression as written.
+    pub rule: String,
+    /// Records that broke it.
+    pub failed: u64,
+}
+
+/// What `run` reports (stderr, `--json`, `--report FILE`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ValidateSummary {
+    pub command: &'static str,
+    pub input: String,
+    pub output: String,
+    pub rejects_file: Option<String>,
+    pub tokenizers: Vec<TokenizerInfo>,
+    pub rules: Vec<RuleInfo>,
+    /// Lines read (blank ones included); with `--target`, up to the last valid record.
+    pub lines: u64,
+    pub blank: u64,
+    /// Non-blank lines read.
+    pub records: u64,
+    pub valid: u64,
+    pub invalid: u64,
+    /// Lines that are not a JSON object (or not UTF-8, or too long); part of `invalid`.
+    pub invalid_json: u64,
+    /// Records that broke each rule, by rule name in rule order (a record can break several).
+    pub failures: Ordered<u64>,
+    /// `valid / records` (0 when there is no record).
+    pub success_rate: f64,
+    /// Sum of every count per tokenizer: over the records read, over each distinct
+    /// `tokens(...)` expression evaluated for the record.
+    pub tokens: Ordered<u64>,
+    pub target: Option<u64>,
+    /// The run stopped at `--target` before the end of the input.
+    pub stopped_early: bool,
+    /// Bytes read and time spent reading and evaluating (tokenizer loading excluded).
+    pub throughput: Throughput,
+    pub records_per_s: f64,
+    /// Time spent loading the tokenizers (in parallel).
+    pub load_seconds: f64,
+    /// Whole run, loading included.
+    pub total_seconds: f64,
+    #[serde(skip)]
+    pub outcome: Outcome,
+    #[serde(skip)]
+    pub data_on_stdout: bool,
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+impl ValidateSummary {
+    /// The human report: a few lines for stderr.
+    pub fn human(&self) -> String {
+        let mut s = format!(
+            "validate: {} records, {} valid ({:.1}%), {} invalid",
+            self.records,
+            self.valid,
+            self.success_rate * 100.0,
+            self.invalid
+        );
+        if self.invalid_json > 0 {
+            s.push_str(&format!(" ({} not JSON objects)", self.invalid_json));
+        }
+        if let Some(t) = self.target {
+            if self.stopped_early {
+                s.push_str(&format!(
+                    "\n  target of {t} valid records reached after reading {} records ({} lines)",
+                    self.records, self.lines
+                ));
+            } else {
+                s.push_str(&format!(
+                    "\n  target of {t} valid records not reached: the input ended"
+                ));
+            }
+        }
+        for r in &self.rules {
+            s.push_str(&format!("\n  failed {:>8}  {}", r.failed, r.name));
+        }
+        if !self.tokens.0.is_empty() {
+            let parts: Vec<String> = self
+                .tokens
+                .0
+                .iter()
+                .map(|(n, c)| format!("{n} {c}"))
+                .collect();
+            s.push_str(&format!("\n  tokens: {}", parts.join(", ")));
+        }
+        s.push_str(&format!(
+            "\n  {}, {:.0} records/s; tokenizers loaded in {:.2} s; total {:.2} s",
+            self.throughput.human(),
+            self.records_per_s,
+            self.load_seconds,
+            self.total_seconds
+        ));
+        s
+    }
+}
+
+/// How one non-blank line ended, in input order within its chunk.
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    line: u64,
+    /// Input offset just past the line (its newline included).
+    end: u64,
+    valid: bool,
+    bad_json: bool,
+    /// Ends of this line's bytes in `ChunkOut::out` / `rejects` / `failed`.
+    out_end: usize,
+    rej_end: usize,
+    failed_end: usize,
+}
+
+/// A worker's outcome for one chunk.
+struct ChunkOut {
+    entries: Vec<Entry>,
+    out: Vec<u8>,
+    rejects: Vec<u8>,
+    /// Indices of the failed rules, per entry (see `Entry::failed_end`).
+    failed: Vec<u32>,
+    /// Per entry, the count sums per tokenizer (`width` values each).
+    tokens: Vec<u64>,
+    /// Unreadable lines (line, offset, reason) for the stderr echo.
+    echoes: Vec<(u64, u64, String)>,
+}
+
+/// Shared read-only state of the workers.
+struct Ctx<'a> {
+    rules: &'a RuleSet,
+    names: Vec<String>,
+    annotate: bool,
+    write_rejects: bool,
+    pool: Mutex<Vec<EvalCache>>,
+}
+
+fn json_str(buf: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *buf, s).expect("string serialises");
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+fn cap(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
+}
+
+/// Writes the counts as `{"EXPR": {"TOKENIZER": N, ...}, ...}`.
+fn write_counts(buf: &mut Vec<u8>, names: &[String], counts: &[(String, Vec<usize>)]) {
+    use std::io::Write;
+    buf.push(b'{');
+    for (i, (expr, per)) in counts.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        json_str(buf, expr);
+        buf.extend_from_slice(b":{");
+        for (j, (name, n)) in names.iter().zip(per).enumerate() {
+            if j > 0 {
+                buf.push(b',');
+            }
+            json_str(buf, name);
+            let _ = write!(buf, ":{n}");
+        }
+        buf.push(b'}');
+    }
+    buf.push(b'}');
+}
+
+/// The record's `custom_id` (a string, or a number as written).
+fn custom_id(v: &Value) -> Option<Cow<'_, str>> {
+    match v.get("custom_id")? {
+        Value::String(s) => Some(Cow::Borrowed(s)),
+        Value::Number(n) => Some(Cow::Owned(n.to_string())),
+        _ => None,
+    }
+}
+
+impl Ctx<'_> {
+    fn take_cache(&self) -> EvalCache {
+        let popped = self.pool.lock().expect("cache pool").pop();
+        popped.unwrap_or_else(|| self.rules.new_cache())
+    }
+
+    fn give_cache(&self, c: EvalCache) {
+        self.pool.lock().expect("cache pool").push(c);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reject(
+        &self,
+        o: &mut ChunkOut,
+        line: u64,
+        offset: u64,
+        reason: &str,
+        id: Option<&str>,
+        failed: &[(&str, &str)],
+        counts: &[(String, Vec<usize>)],
+        text: &str,
+        cut: bool,
+    ) {
+        use std::io::Write;
+        if !self.write_rejects {
+            return;
+        }
+        let b = &mut o.rejects;
+        let _ = write!(b, "{{\"line\":{line},\"offset\":{offset},\"reason\":");
+        json_str(b, reason);
+        if let Some(id) = id {
+            b.extend_from_slice(b",\"custom_id\":");
+            json_str(b, id);
+        }
+        b.extend_from_slice(b",\"failed\":[");
+        for (i, (rule, why)) in failed.iter().enumerate() {
+            if i > 0 {
+                b.push(b',');
+            }
+            b.extend_from_slice(b"{\"rule\":");
+            json_str(b, rule);
+            b.extend_from_slice(b",\"reason\":");
+            json_str(b, why);
+            b.push(b'}');
+        }
+        b.extend_from_slice(b"],\"counts\":");
+        write_counts(b, &self.names, counts);
+        let (text, more_cut) = cap(text, MAX_REJECT_TEXT);
+        b.extend_from_slice(b",\"text\":");
+        json_str(b, text);
+        if cut || more_cut {
+            b.extend_from_slice(b",\"text_cut\":true");
+        }
+        b.extend_from_slice(b"}\n");
+    }
+
+    /// Writes a valid record, with `_tokens` added when annotating.
+    fn write_valid(&self, out: &mut Vec<u8>, text: &str, counts: &[(String, Vec<usize>)]) {
+        if !self.annotate {
+            out.extend_from_slice(text.as_bytes());
+            out.push(b'\n');
+            return;
+        }
+        let mut ann = Vec::with_capacity(64);
+        write_counts(&mut ann, &self.names, counts);
+        // The line parsed as an object, so these succeed.
+        let root = json_text::root(text).expect("parsed line has a root");
+        let members = json_text::object_members(text, root.clone()).unwrap_or_default();
+        if let Some((_, r)) = members
+            .iter()
+            .rev()
+            .find(|(k, _)| k.as_ref() == ANNOTATION_KEY)
+        {
+            out.extend_from_slice(&text.as_bytes()[..r.start]);
+            out.extend_from_slice(&ann);
+            out.extend_from_slice(&text.as_bytes()[r.end..]);
+        } else {
+            let close = root.end - 1; // the object's '}'
+            out.extend_from_slice(&text.as_bytes()[..close]);
+            if !members.is_empty() {
+                out.push(b',');
+            }
+            out.push(b'"');
+            out.extend_from_slice(ANNOTATION_KEY.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(&ann);
+            out.extend_from_slice(&text.as_bytes()[close..]);
+        }
+        out.push(b'\n');
+    }
+
+    fn chunk(&self, chunk: &Chunk) -> ChunkOut {
+        let width = self.names.len();
+        let mut o = ChunkOut {
+            entries: Vec::new(),
+            out: Vec::with_capacity(chunk.len() / 4),
+            rejects: Vec::new(),
+            failed: Vec::new(),
+            tokens: Vec::new(),
+            echoes: Vec::new(),
+        };
+        let mut cache = self.take_cache();
+        let chunk_end = chunk.offset + chunk.len() as u64;
+        for line in chunk.lines() {
+            if line.is_blank() {
+                continue;
+            }
+            let end = if line.is_cut() {
+                chunk_end
+            } else {
+                // Just past the line's newline, from its position in the chunk.
+                let data: &[u8] = &chunk.bytes;
+                let mut e =
+                    line.bytes.as_ptr() as usize - data.as_ptr() as usize + line.bytes.len();
+                if data[e..].starts_with(b"\r\n") {
+                    e += 2;
+                } else if data.get(e) == Some(&b'\n') {
+                    e += 1;
+                }
+                chunk.offset + e as u64
+            };
+            let base = o.tokens.len();
+            o.tokens.resize(base + width, 0);
+            let mut valid = false;
+            let mut bad_json = false;
+            let parsed: std::result::Result<(&str, Value), String> = if line.is_cut() {
+                Err(format!(
+                    "line too long: {} bytes, longer than this run keeps in memory",
+                    line.len
+                ))
+            } else {
+                line.text()
+                    .and_then(|t| match serde_json::from_str::<Value>(t) {
+                        Ok(v @ Value::Object(_)) => Ok((t, v)),
+                        Ok(v) => Err(format!(
+                            "invalid JSON: the line is {}, not an object",
+                            match v {
+                                Value::Array(_) => "an array",
+                                Value::String(_) => "a string",
+                                Value::Number(_) => "a number",
+                                Value::Bool(_) => "a boolean",
+                                _ => "null",
+                            }
+                        )),
+                        Err(e) => Err(format!("invalid JSON: {e}")),
+                    })
+            };
+            match parsed {
+                Err(reason) => {
+                    bad_json = true;
+                    let lossy = String::from_utf8_lossy(line.bytes);
+                    self.reject(
+                        &mut o,
+                        line.number,
+                        line.offset,
+                        &reason,
+                        None,
+                        &[],
+                        &[],
+                        &lossy,
+                        line.is_cut(),
+                    );
+                    if o.echoes.len() < 6 {
+                        o.echoes.push((line.number, line.offset, reason));
+                    }
+                }
+                Ok((text, record)) => {
+                    let verdict = self.rules.evaluate(&record, &mut cache);
+                    for (_, per) in &verdict.counts {
+                        for (t, &n) in o.tokens[base..].iter_mut().zip(per) {
+                            *t += n as u64;
+                        }
+                    }
+                    if verdict.valid {
+                        valid = true;
+                        self.write_valid(&mut o.out, text, &verdict.counts);
+                    } else {
+                        let rules = self.rules.rules();
+                        for f in &verdict.failed {
+                            let i = rules.iter().position(|r| r.name == f.name).unwrap_or(0);
+                            o.failed.push(i as u32);
+                        }
+                        if self.write_rejects {
+                            let names: Vec<&str> =
+                                verdict.failed.iter().map(|f| f.name.as_str()).collect();
+                            let failed: Vec<(&str, &str)> = verdict
+                                .failed
+                                .iter()
+                                .map(|f| (f.name.as_str(), f.reason.as_str()))
+                                .collect();
+                            self.reject(
+                                &mut o,
+                                line.number,
+                                line.offset,
+                                &format!("failed: {}", names.join(", ")),
+                                custom_id(&record).as_deref(),
+                                &failed,
+                                &verdict.counts,
+                                text,
+                                false,
+                            );
+                        }
+                    }
+                }
+            }
+            o.entries.push(Entry {
+                line: line.number,
+                end,
+                valid,
+                bad_json,
+                out_end: o.out.len(),
+                rej_end: o.rejects.len(),
+                failed_end: o.failed.len(),
+            });
+        }
+        self.give_cache(cache);
+        o
+    }
+}
+
+/// Totals over the consumed records.
+#[derive(Default)]
+struct Totals {
+    lines: u64,
+    bytes: u64,
+    records: u64,
+    valid: u64,
+    invalid_json: u64,
+    failures: Vec<u64>,
+    tokens: Vec<u64>,
+}
+
+struct Writer {
+    out: Output,
+    rejects: Option<Output>,
+    totals: Totals,
+    target: Option<u64>,
+    width: usize,
+    echo: RejectEcho,
+    name: String,
+}
+
+impl Writer {
+    fn consume(&mut self, chunk: &Chunk, o: ChunkOut) -> Result<Flow> {
+        let t = &mut self.totals;
+        let mut cut: Option<usize> = None;
+        let mut failed_start = 0;
+        for (i, e) in o.entries.iter().enumerate() {
+            t.records += 1;
+            if e.bad_json {
+                t.invalid_json += 1;
+            }
+            for &r in &o.failed[failed_start..e.failed_end] {
+                t.failures[r as usize] += 1;
+            }
+            failed_start = e.failed_end;
+            for (sum, n) in t
+                .tokens
+                .iter_mut()
+                .zip(&o.tokens[i * self.width..(i + 1) * self.width])
+            {
+                *sum += n;
+            }
+            if e.valid {
+                t.valid += 1;
+                if self.target == Some(t.valid) {
+                    cut = Some(i);
+                    break;
+                }
+            }
+        }
+        let (out_end, rej_end) = match cut {
+            Some(i) => {
+                let e = &o.entries[i];
+                t.lines = e.line;
+                t.bytes += e.end - chunk.offset;
+                (e.out_end, e.rej_end)
+            }
+            None => {
+                t.lines = chunk.first_line + chunk.line_count - 1;
+                t.bytes += chunk.len() as u64
+                    + chunk
+                        .oversize_len
+                        .map_or(0, |n| n.saturating_sub(chunk.len() as u64));
+                (o.out.len(), o.rejects.len())
+            }
+        };
+        self.out.write_all(&o.out[..out_end])?;
+        if let Some(r) = self.rejects.as_mut() {
+            r.write_all(&o.rejects[..rej_end])?;
+        }
+        for (line, offset, reason) in o.echoes {
+            if cut.is_some_and(|i| line > o.entries[i].line) {
+                break;
+            }
+            self.echo.echo(&self.name, line, offset, &reason);
+        }
+        Ok(if cut.is_some() {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        })
+    }
+}
+
+/// Turns a rule error into a usage error that shows where it is.
+fn rule_error(e: RuleError, args: &[String], file_text: Option<&str>) -> Error {
+    let (src, column) = match &e {
+        RuleError::Syntax { rule, column, .. } => (args.get(rule - 1).map(String::as_str), *column),
+        RuleError::FileSyntax { line, column, .. } => {
+            (file_text.and_then(|t| t.lines().nth(line - 1)), *column)
+        }
+        _ => (None, 0),
+    };
+    let mut msg = match &e {
+        RuleError::Syntax { .. } | RuleError::FileSyntax { .. } => format!("syntax error in {e}"),
+        _ => e.to_string(),
+    };
+    if let Some(src) = src {
+        let pad: String = src
+            .chars()
+            .take(column.saturating_sub(1))
+            .map(|c| if c == '\t' { '\t' } else { ' ' })
+            .collect();
+        msg.push_str(&format!("\n  {src}\n  {pad}^"));
+    }
+    Error::Usage(msg)
+}
+
+/// Parses the `--rule` arguments then the `--rules` file.
+pub fn parse_rules(cfg: &ValidateConfig) -> Result<Vec<Rule>> {
+    let mut rules = Vec::new();
+    for (i, src) in cfg.rules.iter().enumerate() {
+        rules.push(Rule::parse_arg(i + 1, src).map_err(|e| rule_error(e, &cfg.rules, None))?);
+    }
+    if let Some(path) = &cfg.rules_file {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let name = path.display().to_string();
+        let more =
+            parse_rules_file(&name, &text).map_err(|e| rule_error(e, &cfg.rules, Some(&text)))?;
+        rules.extend(more);
+    }
+    if rules.is_empty() {
+        return Err(Error::Usage(
+            "no rule given (use --rule RULE or --rules FILE)".into(),
+        ));
+    }
+    Ok(rules)
+}
+
+pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
+    let started = Instant::now();
+    if cfg.target == Some(0) {
+        return Err(Error::Usage("--target must be at least 1".into()));
+    }
+    // Outputs must differ from each other and from the input.
+    let input_paths: Vec<&std::path::Path> = cfg.input.path().into_iter().collect();
+    let mut out_paths: Vec<&std::path::Path> = Vec::new();
+    if let OutputSpec::Path(p) = &cfg.output {
+        out_paths.push(p);
+    }
+    if let Some(OutputSpec::Path(p)) = &cfg.rejects {
+        out_paths.push(p);
+    }
+    if let Some(p) = &cfg.report {
+        out_paths.push(p);
+    }
+    for (i, p) in out_paths.iter().enumerate() {
+        ensure_not_input(p, &input_paths)?;
+        if out_paths[..i].contains(p) {
+            return Err(Error::Usage(format!(
+                "{}: given as two outputs (output, --rejects, --report must differ)",
+                p.display()
+            )));
+        }
+    }
+    if cfg.output.is_stdout() && matches!(cfg.rejects, Some(OutputSpec::Stdout)) {
+        return Err(Error::Usage(
+            "the output and the rejects cannot both go to stdout".into(),
+        ));
+    }
+
+    // Everything that can be wrong with the arguments, before any record is read.
+    let rules = parse_rules(cfg)?;
+    let input = OpenInput::open(&cfg.input)?;
+    let load_started = Instant::now();
+    let set = TokenizerSet::load(&cfg.tokenizers).map_err(|e| Error::Usage(e.to_string()))?;
+    let load_seconds = load_started.elapsed();
+    let rule_set =
+        RuleSet::new(rules, set, cfg.special).map_err(|e| rule_error(e, &cfg.rules, None))?;
+
+    let names: Vec<String> = rule_set
+        .tokenizers()
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    let width = names.len();
+    let ctx = Ctx {
+        rules: &rule_set,
+        names: names.clone(),
+        annotate: cfg.annotate,
+        write_rejects: cfg.rejects.is_some(),
+        pool: Mutex::new(Vec::new()),
+    };
+    let mut writer = Writer {
+        out: Output::create(&cfg.output)?,
+        rejects: cfg.rejects.as_ref().map(Output::create).transpose()?,
+        totals: Totals {
+            failures: vec![0; rule_set.rules().len()],
+            tokens: vec![0; width],
+            ..Totals::default()
+        },
+        target: cfg.target,
+        width,
+        echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
+        name: input.name().to_string(),
+    };
+    let stats = engine::run(
+        input,
+        &cfg.engine,
+        |chunk| ctx.chunk(chunk),
+        |chunk, out| writer.consume(&chunk, out),
+    )?;
+    let Writer {
+        out,
+        rejects,
+        totals: t,
+        ..
+    } = writer;
+    if let Some(r) = rejects {
+        r.finish()?;
+    }
+    out.finish()?;
+
+    let elapsed: Duration = stats.elapsed;
+    let secs = elapsed.as_secs_f64();
+    let invalid = t.records - t.valid;
+    let blank = t.lines.saturating_sub(t.records);
+    let summary = ValidateSummary {
+        command: "validate",
+        input: cfg.input.display_name(),
+        output: cfg.output.display_name(),
+        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        tokenizers: rule_set
+            .tokenizers()
+            .iter()
+            .map(|tk| TokenizerInfo {
+                name: tk.name().to_string(),
+                source: match tk.source() {
+                    TokenizerSource::File(p) => p.display().to_string(),
+                    TokenizerSource::OpenAi(e) => e.name().to_string(),
+                },
+                chunked: tk.is_chunkable(),
+            })
+            .collect(),
+        rules: rule_set
+            .rules()
+            .iter()
+            .zip(&t.failures)
+            .map(|(r, &failed)| RuleInfo {
+                name: r.name.clone(),
+                rule: r.source.clone(),
+                failed,
+            })
+            .collect(),
+        lines: t.lines,
+        blank,
+        records: t.records,
+        valid: t.valid,
+        invalid,
+        invalid_json: t.invalid_json,
+        failures: Ordered(
+            rule_set
+                .rules()
+                .iter()
+                .map(|r| r.name.clone())
+                .zip(t.failures.iter().copied())
+                .collect(),
+        ),
+        success_rate: if t.records > 0 {
+            round3(t.valid as f64 / t.records as f64)
+        } else {
+            0.0
+        },
+        tokens: Ordered(names.into_iter().zip(t.tokens.iter().copied()).collect()),
+        target: cfg.target,
+        stopped_early: stats.stopped_early,
+        throughput: Throughput::new(t.bytes, elapsed),
+        records_per_s: if secs > 0.0 {
+            (t.records as f64 / secs).round()
+        } else {
+            0.0
+        },
+        load_seconds: round3(load_seconds.as_secs_f64()),
+        total_seconds: round3(started.elapsed().as_secs_f64()),
+        outcome: if invalid > 0 {
+            Outcome::WithRejects
+        } else {
+            Outcome::Clean
+        },
+        data_on_stdout: cfg.output.is_stdout() || matches!(cfg.rejects, Some(OutputSpec::Stdout)),
+    };
+    if let Some(path) = &cfg.report {
+        let mut f = AtomicFile::create(path)?;
+        let mut text = serde_json::to_vec_pretty(&summary).expect("summary serialises");
+        text.push(b'\n');
+        f.write_all(&text)?;
+        f.commit()?;
+    }
+    Ok(summary)
+}

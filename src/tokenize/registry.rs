@@ -678,16 +678,10 @@ impl TokenizerSet {
 
     /// Loads every spec (in parallel threads); the first failure in spec order is returned.
     pub fn load(specs: &[TokenizerSpec]) -> Result<Self, TokenizeError> {
-        let results: Vec<Result<Tokenizer, TokenizeError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = specs
-                .iter()
-                .map(|spec| s.spawn(move || Tokenizer::load(spec)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("tokenizer loading panicked"))
-                .collect()
-        });
+        // A plain parallel map: rayon's pool, results in spec order.
+        use rayon::prelude::*;
+        let results: Vec<Result<Tokenizer, TokenizeError>> =
+            specs.par_iter().map(Tokenizer::load).collect();
         let tokenizers = results
             .into_iter()
             .map(|r| r.map(Arc::new))

@@ -121,6 +121,8 @@ struct Seen {
     /// A value refusal of a candidate that starts its region (`[007]`): reported when
     /// nothing else is found, as it says more than `no_json`.
     weak_at_start: Option<Refusal>,
+    /// A candidate that is JSON cut before anything complete (`{"answer": 4`).
+    cut: Option<Refusal>,
     /// Repairs made while finding candidates (fences, prose around them).
     repairs: Vec<Repair>,
 }
@@ -462,6 +464,17 @@ fn scan(
                     start: p,
                 });
             }
+            Err(f) if f.reason == "truncated" => {
+                // Cut before anything complete: it ends the text. JSON cut short when
+                // it starts the region or read a key; otherwise prose with a brace.
+                if p == first || f.strong {
+                    seen.cut.get_or_insert(refusal_from(f, body));
+                } else {
+                    seen.weak.get_or_insert(p);
+                }
+                seen.prose |= p != first;
+                return Ok(());
+            }
             Err(f) if f.strong => return Err(refusal_from(f, body)),
             Err(f) => {
                 let next = match_end(src, p, e).max(f.at + 1).min(e);
@@ -715,6 +728,9 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
                 "truncated",
                 "the answer was cut before any complete value",
             ));
+        }
+        if let Some(r) = seen.cut {
+            return Err(r);
         }
         if let Some(r) = seen.weak_at_start {
             return Err(r);

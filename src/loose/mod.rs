@@ -47,11 +47,24 @@
 //! duplicate keys are kept.
 //!
 //! # Truncation
-//! When the text ends inside a container (unclosed structure) the value is closed: the
-//! elements that were complete are kept, a cut string, number, literal or key (with its
-//! colon) is dropped, never completed, and [`LooseValue::truncated`] is set. A number at
-//! the very end of the text counts as cut (`[1, 2` gives `[1]`); followed by whitespace
-//! it is complete. Containers never change type. When the provider reports truncation
+//! When the text ends inside a container (unclosed structure), only complete elements
+//! are kept and [`LooseValue::truncated`] is set:
+//! - a cut string, number, literal or key (with its colon), or a key with no value yet,
+//!   is dropped, never completed: `{"a": 1, "b": "Bor` gives `{"a":1}`;
+//! - inside an array, a cut element is dropped whole, also when it is a container:
+//!   `[{"k":1},{"k":2},{"k":3` gives `[{"k":1},{"k":2}]`, `[[1,2],[3,4` gives `[[1,2]]`;
+//! - an object member whose value is a cut container is kept with that container's
+//!   complete parts, by the same rules: `{"scenarios":[{"a":1},{"a":2},{"a":` gives
+//!   `{"scenarios":[{"a":1},{"a":2}]}`, `{"meta":{"x":1,"y":` gives `{"meta":{"x":1}}`;
+//!   when the cut container holds nothing complete the member is dropped (`{"id": 7,
+//!   "meta": {"n` gives `{"id":7}`), since an empty container would be invented data;
+//! - when the outermost value holds nothing complete (`{"answer": 4`, `[{"k":`), it is
+//!   refused with reason `truncated`; a complete empty `{}` or `[]` is a value.
+//!
+//! Containers never change type. A number at the very end of the text counts as cut
+//! (`[1, 2` gives `[1]`); followed by whitespace it is complete. When several values
+//! precede a last one cut before anything complete (JSON Lines cut mid-line), the
+//! complete ones are returned. When the provider reports truncation
 //! ([`ParseOptions::provider_truncated`]) but every value closed, the cut fell after the
 //! values (in trailing prose) and `truncated` stays false; the flag also makes a
 //! top-level number at the end of the text count as cut, and an unclosed string with an
@@ -62,7 +75,7 @@
 //! |---|---|
 //! | `empty` | the text is empty or whitespace |
 //! | `no_json` | no JSON object or array in the text (prose, a model's refusal, prose whose braces are not JSON, JSON only inside a `<think>` block) |
-//! | `truncated` | the provider reported truncation and the text was cut before any value |
+//! | `truncated` | the text was cut before any complete element of its value (`{"answer": 4`), or the provider reported truncation and the text was cut before any value |
 //! | `nan` | `NaN` |
 //! | `infinity` | `Infinity`, `-Infinity`, `inf` |
 //! | `undefined` | `undefined` |

@@ -471,8 +471,8 @@ fn scan(
                     seen.cut.get_or_insert(refusal_from(f, body));
                 } else {
                     seen.weak.get_or_insert(p);
+                    seen.prose = true;
                 }
-                seen.prose |= p != first;
                 return Ok(());
             }
             Err(f) if f.strong => return Err(refusal_from(f, body)),

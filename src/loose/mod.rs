@@ -39,7 +39,7 @@
 //! | `comment` | `// line`, `/* block */`, `# line` outside strings |
 //! | `control_char` | raw newline, tab or other control character inside a string, escaped |
 //! | `unescaped_quote` | a quote inside a string that is not followed by `, : } ]`, a quote or the end (so cannot close it) is kept as content: `"say "hi" now"` |
-//! | `invalid_escape` | `\U`, `\d`, `\x`, bad `\u` hex, lone surrogates (`\ud83d` without its pair)...: the backslash is kept as a character (`C:\Users` stays `C:\\Users` in JSON text, `C:\Users` as a value) |
+//! | `invalid_escape` | `\U`, `\d`, `\x`, bad `\u` hex, lone surrogates (`\ud83d` without its pair)...: the backslash is kept as a character (`C:\Users` stays `C:\\Users` in JSON text, `C:\Users` as a value); a string that also holds `\n`, `\t`, `\r`, `\f` or `\b` is refused (`ambiguous_escape`) |
 //! | `escaped_apostrophe` | `\'` in a double-quoted string is read as `'` (as JavaScript and Python do) |
 //!
 //! Output JSON is compact; strings are re-escaped only where JSON requires it; numbers are
@@ -85,9 +85,10 @@
 //! | `unquoted_value` | a bare word as a value (`{"a": yes}`) |
 //! | `missing_value` | a key without a value (`{"a": }`, `{"a": 1, "b"}`): never filled with `""` or `null` |
 //! | `unbalanced_quote` | which characters belong to a string is a guess: it holds an odd number of unescaped double quotes (`"a 12" ruler"`), or it never closes and holds a quote that might have closed it, or a syntax error follows a string that took a quote as content (`"He said "stop", then left"`) |
+//! | `ambiguous_escape` | a string holds both an invalid escape (its backslashes were not escaped: `\U`, `\d`, `\s`) and `\n`, `\t`, `\r`, `\f` or `\b`: `"C:\Users\new"`, `"\frac{a}{b} \sqrt{2}"` — a line break, tab or form feed versus a backslash is a guess |
 //! | `mismatched_bracket` | `[1, 2}` |
 //! | `syntax` | any other text that starts like JSON but cannot be read |
-//! | `ambiguous` | several values, the text introduces some as examples, and no later value is introduced as the answer (or an example follows the answer) |
+//! | `ambiguous` | several values, and the text introduces some as examples with no later value introduced as the answer (or an example follows the answer), or one of them sits inside a sentence (words follow it on its line: `Answer: {"a": 1}. The input {"b": 2} was...`) |
 //! | `too_deep` | nesting deeper than 512 |
 //! | `not_strict` | [`ParseOptions::strict`] and the value needed a repair beyond fence, tag, prose, think-block, BOM or several-values stripping, or was truncated |
 //!
@@ -288,6 +289,7 @@ impl Refusal {
         "unquoted_value",
         "missing_value",
         "unbalanced_quote",
+        "ambiguous_escape",
         "mismatched_bracket",
         "syntax",
         "ambiguous",
@@ -487,6 +489,7 @@ mod tests {
             ("unquoted_value", "{\"a\": yes}", OPTS),
             ("missing_value", "{\"a\": }", OPTS),
             ("unbalanced_quote", "[\"a 12\" ruler\"]", OPTS),
+            ("ambiguous_escape", "[\"C:\\Users\\new\"]", OPTS),
             ("mismatched_bracket", "[1, 2}", OPTS),
             ("syntax", "[1, 2 = 3]", OPTS),
             ("ambiguous", "Example: {\"a\": 0} or maybe {\"a\": 1}", OPTS),

@@ -615,8 +615,23 @@ fn select(
         push(repairs, Repair::Superseded);
         return Ok(cands);
     }
-    let ex: Vec<bool> = gaps.iter().map(|g| has_cue(g, EXAMPLE_CUES)).collect();
     let n = cands.len();
+    // A value with words after it on its line is part of a sentence ("the text {"a": 1}
+    // was given"): with other values around, which of them is the answer is a guess.
+    if let Some(c) = cands.iter().find(|c| {
+        let e = c.parsed.end.min(b.len());
+        let le = line_end(b, e, b.len());
+        b[e..le].iter().any(|x| x.is_ascii_alphabetic())
+    }) {
+        return Err(Refusal::new(
+            "ambiguous",
+            format!(
+                "{n} values and one is inside a sentence; cannot tell which is the answer (value at byte {})",
+                body.to_input(c.start)
+            ),
+        ));
+    }
+    let ex: Vec<bool> = gaps.iter().map(|g| has_cue(g, EXAMPLE_CUES)).collect();
     let k = ex.iter().take_while(|&&x| x).count();
     if k == n || !ex.iter().any(|&x| x) {
         return Ok(cands);

@@ -363,6 +363,10 @@ impl<'a> Parser<'a> {
         let mut inner_quote = false;
         let mut inner_count = 0usize;
         let paired = matches!(delim, Delim::Double | Delim::TypoDouble);
+        // Escapes seen: `\b \f \n \r \t` (valid, but also how an unescaped Windows path
+        // or LaTeX command starts) and invalid ones (backslash kept).
+        let mut letter_escape = false;
+        let mut bad_escape = false;
         loop {
             // Fast skip over plain content, eight bytes at a time.
             if delim == Delim::Double {
@@ -402,6 +406,9 @@ impl<'a> Parser<'a> {
                         if paired && inner_count % 2 == 1 {
                             return Err(self.odd_quotes(start));
                         }
+                        if letter_escape && bad_escape {
+                            return Err(self.mixed_escapes(start));
+                        }
                         self.out.extend_from_slice(&src[run..self.pos]);
                         self.pos += 1;
                         self.out.push(b'"');
@@ -437,6 +444,9 @@ impl<'a> Parser<'a> {
                             if paired && inner_count % 2 == 1 {
                                 return Err(self.odd_quotes(start));
                             }
+                            if letter_escape && bad_escape {
+                                return Err(self.mixed_escapes(start));
+                            }
                             self.out.extend_from_slice(&src[run..self.pos]);
                             self.pos += n;
                             self.out.push(b'"');
@@ -460,6 +470,7 @@ impl<'a> Parser<'a> {
                     };
                     match e {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                            letter_escape |= e.is_ascii_alphabetic();
                             self.out.push(b'\\');
                             self.out.push(e);
                             self.pos += 2;
@@ -472,6 +483,7 @@ impl<'a> Parser<'a> {
                             Escape::Cut => return Ok(Scalar::Cut),
                             Escape::Invalid => {
                                 // Bad hex or a lone surrogate: keep the backslash.
+                                bad_escape = true;
                                 self.repair(Repair::InvalidEscape);
                                 self.out.extend_from_slice(b"\\\\");
                                 self.pos += 1;
@@ -486,6 +498,7 @@ impl<'a> Parser<'a> {
                         }
                         _ => {
                             // Keep the backslash: `C:\Users` stays `C:\\Users`.
+                            bad_escape = true;
                             self.repair(Repair::InvalidEscape);
                             self.out.extend_from_slice(b"\\\\");
                             self.pos += 1;
@@ -512,6 +525,17 @@ impl<'a> Parser<'a> {
                     run = self.pos;
                 }
             }
+        }
+    }
+
+    /// A string with an invalid escape (so its backslashes were not escaped) and a valid
+    /// letter escape: is `C:\Users\new` a path or a line break? A guess either way.
+    fn mixed_escapes(&self, start: usize) -> Fail {
+        Fail {
+            reason: "ambiguous_escape",
+            detail: "a string mixes unescaped backslashes (`\\U`, `\\d`) with `\\n`, `\\t`, `\\f`, `\\b` or `\\r`: a line break or a backslash is a guess".into(),
+            at: start,
+            strong: true,
         }
     }
 

@@ -596,8 +596,44 @@ fn has_cue(gap: &[u8], cues: &[&str]) -> bool {
 }
 
 /// Chooses among several candidates: corrections replace earlier values, examples
-/// followed by an answer are dropped.
+/// followed by an answer are dropped; several values left where one sits inside a
+/// sentence are ambiguous.
 fn select(
+    b: &[u8],
+    cands: Vec<Cand>,
+    repairs: &mut Vec<Repair>,
+    body: &Body,
+) -> Result<Vec<Cand>, Refusal> {
+    let cands = select_cued(b, cands, repairs, body)?;
+    if cands.len() < 2 {
+        return Ok(cands);
+    }
+    // A value with words after it on its line is part of a sentence ("the text {"a": 1}
+    // was given"): with other values around, which of them is the answer is a guess.
+    // Candidates are in text order, so one forward cursor finds each line end.
+    // Each scan stops at the next candidate, so the whole is linear.
+    let mut nl = 0usize;
+    for (i, c) in cands.iter().enumerate() {
+        let e = c.parsed.end.min(b.len());
+        if nl < e {
+            nl = line_end(b, e, b.len());
+        }
+        let stop = cands.get(i + 1).map_or(nl, |n| n.start.min(nl)).max(e);
+        if b[e..stop].iter().any(|x| x.is_ascii_alphabetic()) {
+            return Err(Refusal::new(
+                "ambiguous",
+                format!(
+                    "{} values and one is inside a sentence; cannot tell which is the answer (value at byte {})",
+                    cands.len(),
+                    body.to_input(c.start)
+                ),
+            ));
+        }
+    }
+    Ok(cands)
+}
+
+fn select_cued(
     b: &[u8],
     mut cands: Vec<Cand>,
     repairs: &mut Vec<Repair>,
@@ -616,21 +652,6 @@ fn select(
         return Ok(cands);
     }
     let n = cands.len();
-    // A value with words after it on its line is part of a sentence ("the text {"a": 1}
-    // was given"): with other values around, which of them is the answer is a guess.
-    if let Some(c) = cands.iter().find(|c| {
-        let e = c.parsed.end.min(b.len());
-        let le = line_end(b, e, b.len());
-        b[e..le].iter().any(|x| x.is_ascii_alphabetic())
-    }) {
-        return Err(Refusal::new(
-            "ambiguous",
-            format!(
-                "{n} values and one is inside a sentence; cannot tell which is the answer (value at byte {})",
-                body.to_input(c.start)
-            ),
-        ));
-    }
     let ex: Vec<bool> = gaps.iter().map(|g| has_cue(g, EXAMPLE_CUES)).collect();
     let k = ex.iter().take_while(|&&x| x).count();
     if k == n || !ex.iter().any(|&x| x) {

@@ -127,24 +127,34 @@ fn json_value() -> impl Strategy<Value = Value> {
     })
 }
 
-/// `out` keeps only what `orig` holds: same types, equal scalars, a subset of members
-/// and a prefix of elements whose last may itself be cut.
-fn is_sub(out: &Value, orig: &Value) -> bool {
+/// `out` is a complete-prefix sub-structure of `orig`, the value the cut text began:
+/// same container type; every array element present is complete and equal to the
+/// original element at its index (a prefix); every object member present is complete and
+/// equal to the original member, except at most one (the cut-container path) whose value
+/// is a non-empty container of the same type that is itself such a sub-structure.
+fn is_cut_sub(out: &Value, orig: &Value) -> bool {
     match (out, orig) {
-        (Value::Object(o), Value::Object(g)) => o
-            .iter()
-            .all(|(k, v)| g.get(k).is_some_and(|gv| is_sub(v, gv))),
-        (Value::Array(o), Value::Array(g)) => {
-            o.len() <= g.len()
-                && o.iter().zip(g).enumerate().all(|(i, (a, b))| {
-                    if i + 1 == o.len() {
-                        is_sub(a, b)
-                    } else {
-                        a == b
-                    }
-                })
+        (Value::Object(o), Value::Object(g)) => {
+            let mut partial = 0;
+            o.iter().all(|(k, v)| {
+                let Some(gv) = g.get(k) else { return false };
+                if v == gv {
+                    return true;
+                }
+                partial += 1;
+                partial == 1 && is_nonempty_container(v) && is_cut_sub(v, gv)
+            })
         }
-        (a, b) => a == b,
+        (Value::Array(o), Value::Array(g)) => o.len() <= g.len() && o[..] == g[..o.len()],
+        _ => false,
+    }
+}
+
+fn is_nonempty_container(v: &Value) -> bool {
+    match v {
+        Value::Object(m) => !m.is_empty(),
+        Value::Array(a) => !a.is_empty(),
+        _ => false,
     }
 }
 
@@ -193,22 +203,63 @@ proptest! {
         prop_assert_eq!(back, want);
     }
 
+    /// A valid JSON value cut at a random byte never gains a value: the result is a
+    /// `truncated` refusal or a complete-prefix sub-structure of the original.
     #[test]
-    fn cut_values_never_invent(v in json_value(), frac in 0.0f64..1.0) {
+    fn cut_values_never_invent(v in json_value(), frac in 0.0f64..1.0, pretty in any::<bool>()) {
         prop_assume!(v.is_array() || v.is_object());
-        let text = serde_json::to_string(&v).unwrap();
+        let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
         let v: Value = serde_json::from_str(&text).unwrap();
         let mut k = ((text.len() as f64) * frac) as usize;
         while !text.is_char_boundary(k) { k -= 1; }
         let cut = &text[..k.max(1)];
+        let whole = cut.len() == text.len();
         match parse(cut, &LOOSE) {
             Ok(vals) => {
                 prop_assert_eq!(vals.len(), 1, "{}", cut);
                 let out: Value = serde_json::from_str(&vals[0].json).unwrap();
-                prop_assert!(is_sub(&out, &v), "{} -> {} not within {}", cut, vals[0].json, text);
-                prop_assert_eq!(vals[0].truncated, cut.len() < text.len());
+                if whole {
+                    prop_assert_eq!(&out, &v);
+                } else {
+                    prop_assert!(is_nonempty_container(&out), "{} -> empty {}", cut, vals[0].json);
+                    prop_assert!(is_cut_sub(&out, &v), "{} -> {} not within {}", cut, vals[0].json, text);
+                }
+                prop_assert_eq!(vals[0].truncated, !whole);
             }
-            Err(r) => prop_assert!(false, "{} refused: {}", cut, r),
+            Err(r) => {
+                prop_assert!(!whole, "{} refused: {}", cut, r);
+                prop_assert_eq!(r.reason, "truncated", "{}: {}", cut, r);
+            }
+        }
+    }
+
+    /// The same, for a record list wrapped in an object (the common answer shape) and
+    /// for an array of records: complete records are never lost or altered.
+    #[test]
+    fn cut_record_lists_keep_complete_records(n in 1usize..6, frac in 0.0f64..1.0, wrapped in any::<bool>()) {
+        let recs: Vec<Value> = (0..n)
+            .map(|i| serde_json::json!({"id": i, "text": format!("item {i}, \"q\" {{x}}"), "tags": ["a", "b"]}))
+            .collect();
+        let v = if wrapped { serde_json::json!({"items": recs}) } else { Value::Array(recs.clone()) };
+        let text = serde_json::to_string(&v).unwrap();
+        let k = ((text.len() as f64) * frac) as usize;
+        let cut = &text[..k.max(1)];
+        // Records whose closing brace is inside the cut.
+        let complete = recs.iter().scan(if wrapped { 10 } else { 1 }, |at, r| {
+            let s = serde_json::to_string(r).unwrap();
+            *at += s.len() + 1;
+            Some(*at - 1)
+        }).take_while(|&end| end <= cut.len()).count();
+        match parse(cut, &LOOSE) {
+            Ok(vals) => {
+                let out: Value = serde_json::from_str(&vals[0].json).unwrap();
+                let got = if wrapped { out["items"].clone() } else { out.clone() };
+                prop_assert_eq!(got, Value::Array(recs[..complete].to_vec()), "{}", cut);
+            }
+            Err(r) => {
+                prop_assert_eq!(complete, 0, "{} refused: {}", cut, r);
+                prop_assert_eq!(r.reason, "truncated");
+            }
         }
     }
 }

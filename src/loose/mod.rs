@@ -39,7 +39,7 @@
 //! | `comment` | `// line`, `/* block */`, `# line` outside strings |
 //! | `control_char` | raw newline, tab or other control character inside a string, escaped |
 //! | `unescaped_quote` | a quote inside a string that is not followed by `, : } ]`, a quote or the end (so cannot close it) is kept as content: `"say "hi" now"` |
-//! | `invalid_escape` | `\U`, `\d`, `\x`, bad `\u` hex, lone surrogates (`\ud83d` without its pair)...: the backslash is kept as a character (`C:\Users` stays `C:\\Users` in JSON text, `C:\Users` as a value) |
+//! | `invalid_escape` | `\U`, `\d`, `\x`, bad `\u` hex, lone surrogates (`\ud83d` without its pair)...: the backslash is kept as a character (`C:\Users` stays `C:\\Users` in JSON text, `C:\Users` as a value); a string that also holds `\n`, `\t`, `\r`, `\f` or `\b` is refused (`ambiguous_escape`) |
 //! | `escaped_apostrophe` | `\'` in a double-quoted string is read as `'` (as JavaScript and Python do) |
 //!
 //! Output JSON is compact; strings are re-escaped only where JSON requires it; numbers are
@@ -47,11 +47,24 @@
 //! duplicate keys are kept.
 //!
 //! # Truncation
-//! When the text ends inside a container (unclosed structure) the value is closed: the
-//! elements that were complete are kept, a cut string, number, literal or key (with its
-//! colon) is dropped, never completed, and [`LooseValue::truncated`] is set. A number at
-//! the very end of the text counts as cut (`[1, 2` gives `[1]`); followed by whitespace
-//! it is complete. Containers never change type. When the provider reports truncation
+//! When the text ends inside a container (unclosed structure), only complete elements
+//! are kept and [`LooseValue::truncated`] is set:
+//! - a cut string, number, literal or key (with its colon), or a key with no value yet,
+//!   is dropped, never completed: `{"a": 1, "b": "Bor` gives `{"a":1}`;
+//! - inside an array, a cut element is dropped whole, also when it is a container:
+//!   `[{"k":1},{"k":2},{"k":3` gives `[{"k":1},{"k":2}]`, `[[1,2],[3,4` gives `[[1,2]]`;
+//! - an object member whose value is a cut container is kept with that container's
+//!   complete parts, by the same rules: `{"scenarios":[{"a":1},{"a":2},{"a":` gives
+//!   `{"scenarios":[{"a":1},{"a":2}]}`, `{"meta":{"x":1,"y":` gives `{"meta":{"x":1}}`;
+//!   when the cut container holds nothing complete the member is dropped (`{"id": 7,
+//!   "meta": {"n` gives `{"id":7}`), since an empty container would be invented data;
+//! - when the outermost value holds nothing complete (`{"answer": 4`, `[{"k":`), it is
+//!   refused with reason `truncated`; a complete empty `{}` or `[]` is a value.
+//!
+//! Containers never change type. A number at the very end of the text counts as cut
+//! (`[1, 2` gives `[1]`); followed by whitespace it is complete. When several values
+//! precede a last one cut before anything complete (JSON Lines cut mid-line), the
+//! complete ones are returned. When the provider reports truncation
 //! ([`ParseOptions::provider_truncated`]) but every value closed, the cut fell after the
 //! values (in trailing prose) and `truncated` stays false; the flag also makes a
 //! top-level number at the end of the text count as cut, and an unclosed string with an
@@ -62,7 +75,7 @@
 //! |---|---|
 //! | `empty` | the text is empty or whitespace |
 //! | `no_json` | no JSON object or array in the text (prose, a model's refusal, prose whose braces are not JSON, JSON only inside a `<think>` block) |
-//! | `truncated` | the provider reported truncation and the text was cut before any value |
+//! | `truncated` | the text was cut before any complete element of its value (`{"answer": 4`), or the provider reported truncation and the text was cut before any value |
 //! | `nan` | `NaN` |
 //! | `infinity` | `Infinity`, `-Infinity`, `inf` |
 //! | `undefined` | `undefined` |
@@ -72,9 +85,10 @@
 //! | `unquoted_value` | a bare word as a value (`{"a": yes}`) |
 //! | `missing_value` | a key without a value (`{"a": }`, `{"a": 1, "b"}`): never filled with `""` or `null` |
 //! | `unbalanced_quote` | which characters belong to a string is a guess: it holds an odd number of unescaped double quotes (`"a 12" ruler"`), or it never closes and holds a quote that might have closed it, or a syntax error follows a string that took a quote as content (`"He said "stop", then left"`) |
+//! | `ambiguous_escape` | a string holds both an invalid escape (its backslashes were not escaped: `\U`, `\d`, `\s`) and `\n`, `\t`, `\r`, `\f` or `\b`: `"C:\Users\new"`, `"\frac{a}{b} \sqrt{2}"` — a line break, tab or form feed versus a backslash is a guess |
 //! | `mismatched_bracket` | `[1, 2}` |
 //! | `syntax` | any other text that starts like JSON but cannot be read |
-//! | `ambiguous` | several values, the text introduces some as examples, and no later value is introduced as the answer (or an example follows the answer) |
+//! | `ambiguous` | several values, and the text introduces some as examples with no later value introduced as the answer (or an example follows the answer), or one of them sits inside a sentence (words follow it on its line: `Answer: {"a": 1}. The input {"b": 2} was...`) |
 //! | `too_deep` | nesting deeper than 512 |
 //! | `not_strict` | [`ParseOptions::strict`] and the value needed a repair beyond fence, tag, prose, think-block, BOM or several-values stripping, or was truncated |
 //!
@@ -275,6 +289,7 @@ impl Refusal {
         "unquoted_value",
         "missing_value",
         "unbalanced_quote",
+        "ambiguous_escape",
         "mismatched_bracket",
         "syntax",
         "ambiguous",
@@ -474,6 +489,7 @@ mod tests {
             ("unquoted_value", "{\"a\": yes}", OPTS),
             ("missing_value", "{\"a\": }", OPTS),
             ("unbalanced_quote", "[\"a 12\" ruler\"]", OPTS),
+            ("ambiguous_escape", "[\"C:\\Users\\new\"]", OPTS),
             ("mismatched_bracket", "[1, 2}", OPTS),
             ("syntax", "[1, 2 = 3]", OPTS),
             ("ambiguous", "Example: {\"a\": 0} or maybe {\"a\": 1}", OPTS),

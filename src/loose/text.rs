@@ -121,6 +121,8 @@ struct Seen {
     /// A value refusal of a candidate that starts its region (`[007]`): reported when
     /// nothing else is found, as it says more than `no_json`.
     weak_at_start: Option<Refusal>,
+    /// A candidate that is JSON cut before anything complete (`{"answer": 4`).
+    cut: Option<Refusal>,
     /// Repairs made while finding candidates (fences, prose around them).
     repairs: Vec<Repair>,
 }
@@ -462,6 +464,17 @@ fn scan(
                     start: p,
                 });
             }
+            Err(f) if f.reason == "truncated" => {
+                // Cut before anything complete: it ends the text. JSON cut short when
+                // it starts the region or read a key; otherwise prose with a brace.
+                if p == first || f.strong {
+                    seen.cut.get_or_insert(refusal_from(f, body));
+                } else {
+                    seen.weak.get_or_insert(p);
+                    seen.prose = true;
+                }
+                return Ok(());
+            }
             Err(f) if f.strong => return Err(refusal_from(f, body)),
             Err(f) => {
                 let next = match_end(src, p, e).max(f.at + 1).min(e);
@@ -583,8 +596,44 @@ fn has_cue(gap: &[u8], cues: &[&str]) -> bool {
 }
 
 /// Chooses among several candidates: corrections replace earlier values, examples
-/// followed by an answer are dropped.
+/// followed by an answer are dropped; several values left where one sits inside a
+/// sentence are ambiguous.
 fn select(
+    b: &[u8],
+    cands: Vec<Cand>,
+    repairs: &mut Vec<Repair>,
+    body: &Body,
+) -> Result<Vec<Cand>, Refusal> {
+    let cands = select_cued(b, cands, repairs, body)?;
+    if cands.len() < 2 {
+        return Ok(cands);
+    }
+    // A value with words after it on its line is part of a sentence ("the text {"a": 1}
+    // was given"): with other values around, which of them is the answer is a guess.
+    // Candidates are in text order, so one forward cursor finds each line end.
+    // Each scan stops at the next candidate, so the whole is linear.
+    let mut nl = 0usize;
+    for (i, c) in cands.iter().enumerate() {
+        let e = c.parsed.end.min(b.len());
+        if nl < e {
+            nl = line_end(b, e, b.len());
+        }
+        let stop = cands.get(i + 1).map_or(nl, |n| n.start.min(nl)).max(e);
+        if b[e..stop].iter().any(|x| x.is_ascii_alphabetic()) {
+            return Err(Refusal::new(
+                "ambiguous",
+                format!(
+                    "{} values and one is inside a sentence; cannot tell which is the answer (value at byte {})",
+                    cands.len(),
+                    body.to_input(c.start)
+                ),
+            ));
+        }
+    }
+    Ok(cands)
+}
+
+fn select_cued(
     b: &[u8],
     mut cands: Vec<Cand>,
     repairs: &mut Vec<Repair>,
@@ -602,8 +651,8 @@ fn select(
         push(repairs, Repair::Superseded);
         return Ok(cands);
     }
-    let ex: Vec<bool> = gaps.iter().map(|g| has_cue(g, EXAMPLE_CUES)).collect();
     let n = cands.len();
+    let ex: Vec<bool> = gaps.iter().map(|g| has_cue(g, EXAMPLE_CUES)).collect();
     let k = ex.iter().take_while(|&&x| x).count();
     if k == n || !ex.iter().any(|&x| x) {
         return Ok(cands);
@@ -715,6 +764,9 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
                 "truncated",
                 "the answer was cut before any complete value",
             ));
+        }
+        if let Some(r) = seen.cut {
+            return Err(r);
         }
         if let Some(r) = seen.weak_at_start {
             return Err(r);

@@ -363,6 +363,10 @@ impl<'a> Parser<'a> {
         let mut inner_quote = false;
         let mut inner_count = 0usize;
         let paired = matches!(delim, Delim::Double | Delim::TypoDouble);
+        // Escapes seen: `\b \f \n \r \t` (valid, but also how an unescaped Windows path
+        // or LaTeX command starts) and invalid ones (backslash kept).
+        let mut letter_escape = false;
+        let mut bad_escape = false;
         loop {
             // Fast skip over plain content, eight bytes at a time.
             if delim == Delim::Double {
@@ -402,6 +406,9 @@ impl<'a> Parser<'a> {
                         if paired && inner_count % 2 == 1 {
                             return Err(self.odd_quotes(start));
                         }
+                        if letter_escape && bad_escape {
+                            return Err(self.mixed_escapes(start));
+                        }
                         self.out.extend_from_slice(&src[run..self.pos]);
                         self.pos += 1;
                         self.out.push(b'"');
@@ -437,6 +444,9 @@ impl<'a> Parser<'a> {
                             if paired && inner_count % 2 == 1 {
                                 return Err(self.odd_quotes(start));
                             }
+                            if letter_escape && bad_escape {
+                                return Err(self.mixed_escapes(start));
+                            }
                             self.out.extend_from_slice(&src[run..self.pos]);
                             self.pos += n;
                             self.out.push(b'"');
@@ -460,6 +470,7 @@ impl<'a> Parser<'a> {
                     };
                     match e {
                         b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
+                            letter_escape |= e.is_ascii_alphabetic();
                             self.out.push(b'\\');
                             self.out.push(e);
                             self.pos += 2;
@@ -472,6 +483,7 @@ impl<'a> Parser<'a> {
                             Escape::Cut => return Ok(Scalar::Cut),
                             Escape::Invalid => {
                                 // Bad hex or a lone surrogate: keep the backslash.
+                                bad_escape = true;
                                 self.repair(Repair::InvalidEscape);
                                 self.out.extend_from_slice(b"\\\\");
                                 self.pos += 1;
@@ -486,6 +498,7 @@ impl<'a> Parser<'a> {
                         }
                         _ => {
                             // Keep the backslash: `C:\Users` stays `C:\\Users`.
+                            bad_escape = true;
                             self.repair(Repair::InvalidEscape);
                             self.out.extend_from_slice(b"\\\\");
                             self.pos += 1;
@@ -512,6 +525,17 @@ impl<'a> Parser<'a> {
                     run = self.pos;
                 }
             }
+        }
+    }
+
+    /// A string with an invalid escape (so its backslashes were not escaped) and a valid
+    /// letter escape: is `C:\Users\new` a path or a line break? A guess either way.
+    fn mixed_escapes(&self, start: usize) -> Fail {
+        Fail {
+            reason: "ambiguous_escape",
+            detail: "a string mixes unescaped backslashes (`\\U`, `\\d`) with `\\n`, `\\t`, `\\f`, `\\b` or `\\r`: a line break or a backslash is a guess".into(),
+            at: start,
+            strong: true,
         }
     }
 
@@ -743,17 +767,59 @@ impl<'a> Parser<'a> {
         false
     }
 
-    /// The input ended inside the value: drop the partial element, close every container.
-    fn truncate(mut self) -> Parsed {
-        if let Some(top) = self.stack.last() {
-            self.out.truncate(top.mark);
+    /// The input ended inside the value: keep complete elements only.
+    ///
+    /// The partial element of the innermost container (a cut string, number, literal or
+    /// key, or a member with no value yet) is dropped. A cut container inside an array is
+    /// an incomplete element: it is dropped whole, with everything inside it. A cut
+    /// container that is an object member's value keeps its complete parts (same rules,
+    /// recursively), unless none remain: a member whose cut container holds nothing is
+    /// dropped too. When the outermost container holds nothing complete, the value is
+    /// refused (`truncated`): no data is not data. Containers never change type.
+    fn truncate(mut self) -> Result<Parsed, Fail> {
+        let n = self.stack.len();
+        if n == 0 {
+            // Unreachable: truncation happens inside a container.
+            return Err(self.cut_fail());
         }
+        // The deepest frame whose partial content is kept: below the first array on the
+        // path from the root, the cut element is dropped whole.
+        let keep = (0..n)
+            .find(|&i| self.stack[i].kind == Kind::Array)
+            .unwrap_or(n - 1);
+        self.out.truncate(self.stack[keep].mark);
+        self.stack.truncate(keep + 1);
+        // Close from the inside out; an empty cut container is dropped from its parent
+        // object (it is always an object member here, since arrays stop the descent).
+        let mut child_kept = false;
         while let Some(f) = self.stack.pop() {
+            if f.count == 0 && !child_kept {
+                match self.stack.last() {
+                    Some(parent) => {
+                        let m = parent.mark;
+                        self.out.truncate(m);
+                        continue;
+                    }
+                    None => return Err(self.cut_fail()),
+                }
+            }
             self.out
                 .push(if f.kind == Kind::Object { b'}' } else { b']' });
+            child_kept = true;
         }
         let end = self.src.len();
-        self.finish(true, end)
+        Ok(self.finish(true, end))
+    }
+
+    /// The input ended before anything complete: refused as `truncated`; strong when a
+    /// token was read (the caller tells JSON that got cut from prose with a brace).
+    fn cut_fail(&self) -> Fail {
+        Fail {
+            reason: "truncated",
+            detail: "the value was cut before any complete element".into(),
+            at: self.src.len(),
+            strong: self.tokens > 0,
+        }
     }
 
     /// Reads one top-level value starting at `start` (a `{` or `[`, or a scalar when the
@@ -783,7 +849,7 @@ impl<'a> Parser<'a> {
             }
             self.skip_ws();
             if self.pos >= src.len() {
-                return Ok(self.truncate());
+                return self.truncate();
             }
             let b = src[self.pos];
             let Some(top) = self.stack.last() else {
@@ -916,7 +982,7 @@ impl<'a> Parser<'a> {
                         return Err(self.unexpected("a key or '}'"));
                     };
                     if cut {
-                        return Ok(self.truncate());
+                        return self.truncate();
                     }
                     if let Some(f) = self.stack.last_mut() {
                         f.state = State::Colon;
@@ -947,7 +1013,7 @@ impl<'a> Parser<'a> {
             };
             match scalar {
                 Scalar::Done => self.element_done(),
-                Scalar::Cut => return Ok(self.truncate()),
+                Scalar::Cut => return self.truncate(),
             }
         }
         let end = self.pos;
@@ -1040,8 +1106,28 @@ mod tests {
         assert_eq!(ok("[1, 2 ").0, "[1,2]");
         assert_eq!(ok("{\"a\": \"x\", \"b").0, "{\"a\":\"x\"}");
         assert_eq!(ok("{\"a\": \"x\", \"b\":").0, "{\"a\":\"x\"}");
-        assert_eq!(ok("{\"a\": [true, {\"c\": tr").0, "{\"a\":[true,{}]}");
-        assert!(ok("[1").2);
+        assert_eq!(ok("{\"a\": [true, {\"c\": tr").0, "{\"a\":[true]}");
+        assert_eq!(
+            ok("[{\"k\":1},{\"k\":2},{\"k\":3").0,
+            "[{\"k\":1},{\"k\":2}]"
+        );
+        assert_eq!(ok("[[1,2],[3,4").0, "[[1,2]]");
+        assert_eq!(ok("[\"a\",\"b").0, "[\"a\"]");
+        assert_eq!(
+            ok("{\"scenarios\":[{\"a\":1},{\"a\":2},{\"a\":").0,
+            "{\"scenarios\":[{\"a\":1},{\"a\":2}]}"
+        );
+        assert_eq!(ok("{\"meta\":{\"x\":1,\"y\":").0, "{\"meta\":{\"x\":1}}");
+        assert_eq!(ok("{\"a\":1,\"m\":{\"n\":{\"x").0, "{\"a\":1}");
+        assert_eq!(ok("{\"a\":1,\"m\":[{\"x\":1").0, "{\"a\":1}");
+        assert_eq!(err("{\"answer\": 4"), "truncated");
+        assert_eq!(err("[{\"k\":"), "truncated");
+        assert_eq!(err("{"), "truncated");
+        assert_eq!(err("{\"m\": {\"n\": [1"), "truncated");
+        assert_eq!(ok("{}").0, "{}");
+        assert_eq!(ok("[]").0, "[]");
+        assert!(ok("[1 ").2);
+        assert_eq!(err("[1"), "truncated");
     }
 
     #[test]

@@ -46,6 +46,8 @@ out_dir=${BENCH_OUT:-$( [[ -d /dev/shm ]] && echo /dev/shm || echo "$dir" )}
 rs=("$bin" build "$data" --model gpt-4o-mini --system "$system" --template "$template"
     --id-template "{lang}-{id}" --temperature 0.7 --max-tokens 1024 -q)
 py=(python3 "$shared/bench/peers/build_py.py" "$data" gpt-4o-mini)
+# Warm the page cache so that neither tool pays for a cold read of the input.
+cat "$data" > /dev/null
 read -r rs_file rs_file_cpu < <(timed "$out_dir/bench-out-rs.jsonl" "${rs[@]}")
 read -r py_file py_file_cpu < <(timed "$out_dir/bench-out-py.jsonl" "${py[@]}")
 read -r rs_null rs_null_cpu < <(timed /dev/null "${rs[@]}")

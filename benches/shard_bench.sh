@@ -12,6 +12,7 @@ echo "input: $IN ($BYTES bytes), $(nproc) cores"
 echo "| command | wall | throughput | CPU | peak RSS |"
 echo "|---|---|---|---|---|"
 out() { rm -rf "$DATA/out"; mkdir -p "$DATA/out"; }
+cat "$IN" > /dev/null   # warm page cache: every row reads the same cached input
 out; measure "cat FILE > OUT (disk floor)" "$BYTES" sh -c "cat '$IN' > '$DATA/out/cat'"
 out; measure "split -C 200000000 (no checks)" "$BYTES" split -C 200000000 "$IN" "$DATA/out/x"
 out; measure "batchline shard" "$BYTES" "$BL" shard "$IN" --out-dir "$DATA/out/s" --quiet

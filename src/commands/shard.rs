@@ -293,7 +293,13 @@ struct Writer<'a> {
     used_names: std::collections::HashSet<String>,
     seen: HashMap<u128, u64>,
     /// Closed shards with their group (creation order) for a stable manifest order.
-    finished: Vec<(usize, ShardFile, Option<PendingFile>)>,
+    /// Each closed shard is flushed and fsynced on its own thread, so that the disk
+    /// works while the next shard is filled; all are joined before any rename.
+    finished: Vec<(
+        usize,
+        ShardFile,
+        Option<std::thread::JoinHandle<Result<PendingFile>>>,
+    )>,
     totals: ShardTotals,
     warning_kinds: HashMap<&'static str, u64>,
     rejects: RejectSink,
@@ -466,7 +472,7 @@ impl Writer<'_> {
             let pending = match shard.file {
                 Some(f) => {
                     meta.sha256 = hex(&shard.hasher.finalize());
-                    Some(f.finish_pending()?)
+                    Some(std::thread::spawn(move || f.finish_pending()))
                 }
                 None => None,
             };
@@ -588,10 +594,26 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         &engine_cfg,
         |chunk| check_chunk(chunk, cfg),
         |chunk, v| writer.consume(chunk, v),
-    )?;
-    for g in 0..writer.groups.len() {
-        writer.close(g)?;
-    }
+    );
+    let closed = stats.and_then(|stats| {
+        for g in 0..writer.groups.len() {
+            writer.close(g)?;
+        }
+        Ok(stats)
+    });
+    let stats = match closed {
+        Ok(stats) => stats,
+        Err(e) => {
+            // Let the flushing threads finish, so that their temp files are removed
+            // before we exit (dropping a PendingFile deletes it).
+            for (_, _, h) in writer.finished.drain(..) {
+                if let Some(h) = h {
+                    let _ = h.join();
+                }
+            }
+            return Err(e);
+        }
+    };
     let Writer {
         mut finished,
         mut totals,
@@ -608,7 +630,19 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
     if !cfg.check {
         rejects.finish()?;
         let mut written = std::collections::HashSet::new();
+        // Every shard must be complete on disk before the first one is renamed.
+        let mut ready = Vec::with_capacity(finished.len());
         for (_, meta, pending) in finished {
+            let p = match pending {
+                Some(h) => Some(
+                    h.join()
+                        .map_err(|_| Error::Other("a shard writer thread panicked".into()))??,
+                ),
+                None => None,
+            };
+            ready.push((meta, p));
+        }
+        for (meta, pending) in ready {
             if let Some(p) = pending {
                 p.commit()?;
             }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ErrorMode, Outcome, RejectEcho};
+use super::{ErrorMode, Outcome, RejectRoute};
 use crate::batch::request::custom_id_warning;
 use crate::batch::Endpoint;
 use crate::engine::{self, EngineConfig, Flow};
@@ -1001,7 +1001,6 @@ struct Group {
 struct Writer<'a> {
     cfg: &'a BuildConfig,
     pool: &'a BufferPool,
-    name: String,
     groups: Vec<Group>,
     index: HashMap<String, usize>,
     used_names: HashSet<String>,
@@ -1011,8 +1010,7 @@ struct Writer<'a> {
     out_bytes: u64,
     totals: BuildTotals,
     warning_kinds: HashMap<&'static str, u64>,
-    rejects: RejectSink,
-    echo: RejectEcho,
+    rejects: RejectRoute,
 }
 
 /// The seen-ids map is keyed by xxh3-128 hashes already: folding them is enough.
@@ -1255,17 +1253,9 @@ impl Writer<'_> {
     }
 
     fn reject(&mut self, r: Reject) -> Result<()> {
-        if self.cfg.on_error == ErrorMode::Fail {
-            return Err(Error::BadLine {
-                file: self.name.clone(),
-                line: r.line,
-                offset: r.offset,
-                reason: r.reason,
-            });
-        }
+        self.rejects.route(r)?;
         self.totals.rejected += 1;
-        self.echo.echo(&self.name, r.line, r.offset, &r.reason);
-        self.rejects.write(&r)
+        Ok(())
     }
 }
 
@@ -1423,7 +1413,6 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     let mut writer = Writer {
         cfg,
         pool: &pool,
-        name: input.name().to_string(),
         groups,
         index: HashMap::new(),
         used_names: HashSet::new(),
@@ -1433,8 +1422,12 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         out_bytes: 0,
         totals: BuildTotals::default(),
         warning_kinds: HashMap::new(),
-        rejects,
-        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet || !cfg.engine.progress),
+        rejects: RejectRoute::new(
+            input.name().to_string(),
+            cfg.on_error,
+            rejects,
+            cfg.summary == SummaryMode::Quiet || !cfg.engine.progress,
+        ),
     };
     let stats = engine::run(
         input,

@@ -8,6 +8,9 @@ pub mod validate;
 
 use serde::Serialize;
 
+use crate::error::{Error, Result};
+use crate::io::rejects::{Reject, RejectSink};
+
 /// What to do with a bad input line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -50,5 +53,45 @@ impl RejectEcho {
             eprintln!("(more rejected lines: see the rejects file)");
         }
         self.shown += 1;
+    }
+}
+
+/// Where a command's bad lines go: with [`ErrorMode::Fail`] the first one stops the run
+/// (as a `file:line:offset: reason` error); with [`ErrorMode::Skip`] each is echoed (the
+/// first few), counted and written to the rejects file.
+pub struct RejectRoute {
+    file: String,
+    mode: ErrorMode,
+    sink: RejectSink,
+    echo: RejectEcho,
+}
+
+impl RejectRoute {
+    pub fn new(file: String, mode: ErrorMode, sink: RejectSink, quiet: bool) -> RejectRoute {
+        RejectRoute {
+            file,
+            mode,
+            sink,
+            echo: RejectEcho::new(quiet),
+        }
+    }
+
+    /// Sets `r` aside, or returns the error that stops the run.
+    pub fn route(&mut self, r: Reject) -> Result<()> {
+        if self.mode == ErrorMode::Fail {
+            return Err(Error::BadLine {
+                file: self.file.clone(),
+                line: r.line,
+                offset: r.offset,
+                reason: r.reason,
+            });
+        }
+        self.echo.echo(&self.file, r.line, r.offset, &r.reason);
+        self.sink.write(&r)
+    }
+
+    /// Commits the rejects file.
+    pub fn finish(self) -> Result<()> {
+        self.sink.finish()
     }
 }

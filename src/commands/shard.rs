@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{ErrorMode, Outcome, RejectEcho};
+use super::{ErrorMode, Outcome, RejectRoute};
 use crate::batch::request::custom_id_warning;
 use crate::batch::{limits, parse_request, tokens, Endpoint};
 use crate::engine::{self, EngineConfig, Flow};
@@ -287,7 +287,6 @@ struct Group {
 /// The single writer: restores order, detects duplicates, fills shards.
 struct Writer<'a> {
     cfg: &'a ShardConfig,
-    name: String,
     groups: Vec<Group>,
     group_index: HashMap<(Endpoint, String), usize>,
     used_names: std::collections::HashSet<String>,
@@ -302,8 +301,7 @@ struct Writer<'a> {
     )>,
     totals: ShardTotals,
     warning_kinds: HashMap<&'static str, u64>,
-    rejects: RejectSink,
-    echo: RejectEcho,
+    rejects: RejectRoute,
 }
 
 impl Writer<'_> {
@@ -363,17 +361,9 @@ impl Writer<'_> {
     }
 
     fn reject(&mut self, r: Reject) -> Result<()> {
-        if self.cfg.on_error == ErrorMode::Fail {
-            return Err(Error::BadLine {
-                file: self.name.clone(),
-                line: r.line,
-                offset: r.offset,
-                reason: r.reason,
-            });
-        }
+        self.rejects.route(r)?;
         self.totals.rejected += 1;
-        self.echo.echo(&self.name, r.line, r.offset, &r.reason);
-        self.rejects.write(&r)
+        Ok(())
     }
 
     fn group_for(&mut self, endpoint: Endpoint, model: String) -> usize {
@@ -578,7 +568,6 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         .min(engine_cfg.max_line.max(1 << 20));
     let mut writer = Writer {
         cfg,
-        name: input.name().to_string(),
         groups: Vec::new(),
         group_index: HashMap::new(),
         used_names: Default::default(),
@@ -586,8 +575,12 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
         finished: Vec::new(),
         totals: ShardTotals::default(),
         warning_kinds: HashMap::new(),
-        rejects,
-        echo: RejectEcho::new(cfg.summary == SummaryMode::Quiet || !cfg.engine.progress),
+        rejects: RejectRoute::new(
+            input.name().to_string(),
+            cfg.on_error,
+            rejects,
+            cfg.summary == SummaryMode::Quiet || !cfg.engine.progress,
+        ),
     };
     let stats = engine::run(
         input,

@@ -272,7 +272,6 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
 /// A shard being filled.
 struct OpenShard {
     file: Option<AtomicFile>,
-    hasher: Sha256,
     meta: ShardFile,
 }
 
@@ -297,7 +296,7 @@ struct Writer<'a> {
     finished: Vec<(
         usize,
         ShardFile,
-        Option<std::thread::JoinHandle<Result<PendingFile>>>,
+        Option<std::thread::JoinHandle<Result<(PendingFile, String)>>>,
     )>,
     totals: ShardTotals,
     warning_kinds: HashMap<&'static str, u64>,
@@ -419,7 +418,6 @@ impl Writer<'_> {
             };
             group.open = Some(OpenShard {
                 file,
-                hasher: Sha256::new(),
                 meta: ShardFile {
                     name,
                     endpoint: group.endpoint.url().to_string(),
@@ -438,8 +436,6 @@ impl Writer<'_> {
         if let Some(f) = shard.file.as_mut() {
             f.write_all(bytes)?;
             f.write_all(b"\n")?;
-            shard.hasher.update(bytes);
-            shard.hasher.update(b"\n");
         }
         let m = &mut shard.meta;
         m.requests += 1;
@@ -458,11 +454,16 @@ impl Writer<'_> {
     /// Finishes the group's open shard (flushed and synced, not yet renamed).
     fn close(&mut self, g: usize) -> Result<()> {
         if let Some(shard) = self.groups[g].open.take() {
-            let mut meta = shard.meta;
+            let meta = shard.meta;
             let pending = match shard.file {
                 Some(f) => {
-                    meta.sha256 = hex(&shard.hasher.finalize());
-                    Some(std::thread::spawn(move || f.finish_pending()))
+                    // Flushed, fsynced and hashed (from the page cache) off the writer
+                    // thread, while the next shard fills.
+                    Some(std::thread::spawn(move || {
+                        let pending = f.finish_pending()?;
+                        let sha = sha256_file(pending.current_path())?;
+                        Ok((pending, sha))
+                    }))
                 }
                 None => None,
             };
@@ -476,6 +477,22 @@ impl Writer<'_> {
         }
         Ok(())
     }
+}
+
+/// The sha256 of a file, read back (from the page cache) in 1 MiB blocks.
+fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -619,18 +636,22 @@ pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
     if cfg.max_tokens.is_some() && totals.tokens.is_none() {
         totals.tokens = Some(0);
     }
-    let files: Vec<ShardFile> = finished.iter().map(|(_, m, _)| m.clone()).collect();
+    let mut files: Vec<ShardFile> = finished.iter().map(|(_, m, _)| m.clone()).collect();
     if !cfg.check {
         rejects.finish()?;
         let mut written = std::collections::HashSet::new();
         // Every shard must be complete on disk before the first one is renamed.
         let mut ready = Vec::with_capacity(finished.len());
-        for (_, meta, pending) in finished {
+        for ((_, mut meta, pending), listed) in finished.into_iter().zip(files.iter_mut()) {
             let p = match pending {
-                Some(h) => Some(
-                    h.join()
-                        .map_err(|_| Error::Other("a shard writer thread panicked".into()))??,
-                ),
+                Some(h) => {
+                    let (p, sha) = h
+                        .join()
+                        .map_err(|_| Error::Other("a shard writer thread panicked".into()))??;
+                    meta.sha256 = sha.clone();
+                    listed.sha256 = sha;
+                    Some(p)
+                }
                 None => None,
             };
             ready.push((meta, p));

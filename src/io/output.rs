@@ -195,6 +195,11 @@ pub struct PendingFile {
 }
 
 impl PendingFile {
+    /// Where the complete file is now (its temporary name until committed).
+    pub fn current_path(&self) -> &Path {
+        self.temp.as_deref().unwrap_or(&self.dest)
+    }
+
     /// Renames the file into place.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;

@@ -69,7 +69,17 @@ impl AtomicFile {
         // A destination that exists and is not a regular file (`/dev/null`,
         // `/dev/stderr`, a named pipe) is written in place: renaming over it would
         // replace the device or link with a regular file.
-        if std::fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        let is_link = std::fs::symlink_metadata(dest).is_ok_and(|m| m.file_type().is_symlink());
+        let special_dir = dest.starts_with("/dev") || dest.starts_with("/proc");
+        if is_link && !special_dir {
+            // Write through the link: the target is replaced atomically, the link stays.
+            if let Ok(target) = std::fs::canonicalize(dest) {
+                return AtomicFile::create(&target);
+            }
+        }
+        if (special_dir && std::fs::metadata(dest).is_ok())
+            || std::fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir())
+        {
             let file = std::fs::OpenOptions::new()
                 .write(true)
                 .open(dest)
@@ -105,6 +115,7 @@ impl AtomicFile {
         let named = tempfile::Builder::new()
             .prefix(&format!(".{file_name}."))
             .suffix(".tmp")
+            .permissions(default_permissions(dest))
             .tempfile_in(&dir)
             .map_err(|e| Error::io(dest, e))?;
         let (file, temp) = named.into_parts();
@@ -184,6 +195,26 @@ impl AtomicFile {
             dest,
             temp: Some(temp),
         })
+    }
+}
+
+/// The mode a new output gets: that of the file it replaces, else 0666 less the umask
+/// (as any plain `create` would; tempfile's own default is 0600).
+fn default_permissions(dest: &Path) -> std::fs::Permissions {
+    if let Ok(m) = std::fs::metadata(dest) {
+        return m.permissions();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(0o666)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::File::open(".")
+            .and_then(|f| f.metadata())
+            .map(|m| m.permissions())
+            .expect("cwd metadata")
     }
 }
 

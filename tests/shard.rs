@@ -658,3 +658,52 @@ fn ctrl_c_while_waiting_on_stdin_exits_130_and_leaves_nothing() {
     );
     assert_eq!(files_in(&tmp.path().join("out")), Vec::<String>::new());
 }
+
+#[test]
+fn names_stay_unique_when_suffixes_and_case_collide() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The suffix of "a/b" must not collide with a model literally named like it.
+    let probe = run_in(
+        tmp.path(),
+        &["shard", "-", "--out-dir", "p"],
+        Some(
+            format!(
+                "{}\n{}\n",
+                chat_line("1", "a_b", "x"),
+                chat_line("2", "a/b", "x")
+            )
+            .as_bytes(),
+        ),
+    );
+    assert!(probe.status.success());
+    let suffixed = files_in(&tmp.path().join("p"))
+        .into_iter()
+        .find(|f| f.contains("a_b-"))
+        .unwrap();
+    let literal = suffixed
+        .trim_start_matches("chat_completions.")
+        .trim_end_matches(".0000.jsonl")
+        .to_string();
+    let models = ["a_b", literal.as_str(), "a/b", "a b", "A_B"];
+    let lines: Vec<String> = models
+        .iter()
+        .enumerate()
+        .map(|(i, m)| chat_line(&format!("id{i}"), m, "x"))
+        .collect();
+    std::fs::write(tmp.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    let o = run_in(tmp.path(), &["shard", "in.jsonl", "--out-dir", "out"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = read_json(&tmp.path().join("out/manifest.json"));
+    let names: std::collections::HashSet<String> = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap().to_ascii_lowercase())
+        .collect();
+    assert_eq!(names.len(), 5, "{names:?}");
+    let mut seen = 0;
+    for f in m["files"].as_array().unwrap() {
+        seen += read_lines(&tmp.path().join("out").join(f["name"].as_str().unwrap())).len();
+    }
+    assert_eq!(seen, 5);
+}

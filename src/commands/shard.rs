@@ -369,14 +369,20 @@ impl Writer<'_> {
         if let Some(&g) = self.group_index.get(&(endpoint, model.clone())) {
             return g;
         }
-        let mut base = format!("{}.{}", endpoint.short_name(), sanitize(&model));
-        if !self.used_names.insert(base.clone()) {
-            // Two models that sanitise alike ("a/b", "a_b") get distinct names.
-            base = format!(
-                "{base}-{:08x}",
-                xxhash_rust::xxh3::xxh3_64(model.as_bytes()) as u32
-            );
-            self.used_names.insert(base.clone());
+        // Names must be unique even on a case-insensitive file system, and a suffixed
+        // name must not collide with a model literally named like it.
+        let plain = format!("{}.{}", endpoint.short_name(), sanitize(&model));
+        let hash =
+            xxhash_rust::xxh3::xxh3_64(format!("{}\n{model}", endpoint.url()).as_bytes()) as u32;
+        let mut base = plain.clone();
+        let mut n = 0u32;
+        while !self.used_names.insert(base.to_ascii_lowercase()) {
+            n += 1;
+            base = if n == 1 {
+                format!("{plain}-{hash:08x}")
+            } else {
+                format!("{plain}-{hash:08x}-{n}")
+            };
         }
         self.groups.push(Group {
             endpoint,

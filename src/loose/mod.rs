@@ -31,7 +31,7 @@
 //! | `trailing_comma` | `[1, 2,]`, `{"a": 1,}` |
 //! | `leading_comma` | `[, 1]` |
 //! | `double_comma` | `[1,, 2]` (the empty slot is dropped, never filled) |
-//! | `missing_comma` | `[1 2]`, `{"a": 1 "b": 2}`, one item per line without commas |
+//! | `missing_comma` | `["a" "b"]`, `{"a": 1 "b": 2}`, one item per line without commas (`[1\n2]`); never between numbers on one line (`[1 500]` is `thousands_separator`), never when a quote touches the end of the previous value (`unbalanced_quote`) |
 //! | `single_quotes` | `'text'` delimiters (apostrophes inside are kept when the quote is not followed by `, : } ]`) |
 //! | `typographic_quotes` | `“text”` and `‘text’` delimiters |
 //! | `unquoted_key` | `{name: 1}` (identifier keys only) |
@@ -64,7 +64,8 @@
 //! Containers never change type. A number at the very end of the text counts as cut
 //! (`[1, 2` gives `[1]`); followed by whitespace it is complete. When several values
 //! precede a last one cut before anything complete (JSON Lines cut mid-line), the
-//! complete ones are returned. When the provider reports truncation
+//! complete ones are returned and the last of them has `truncated` set (the answer was
+//! cut; its span still ends at its own closer). When the provider reports truncation
 //! ([`ParseOptions::provider_truncated`]) but every value closed, the cut fell after the
 //! values (in trailing prose) and `truncated` stays false; the flag also makes a
 //! top-level number at the end of the text count as cut, and an unclosed string with an
@@ -79,12 +80,12 @@
 //! | `nan` | `NaN` |
 //! | `infinity` | `Infinity`, `-Infinity`, `inf` |
 //! | `undefined` | `undefined` |
-//! | `thousands_separator` | `1,000` where JSON would need one number |
+//! | `thousands_separator` | `1,000` where JSON would need one number; two numbers in an array separated only by spaces or tabs on one line (`[1 500, 3 250]`) |
 //! | `percent` | `50%` |
 //! | `invalid_number` | leading zeros (`007`), `.5`, `5.`, `0x1F`, units (`10px`) |
 //! | `unquoted_value` | a bare word as a value (`{"a": yes}`) |
 //! | `missing_value` | a key without a value (`{"a": }`, `{"a": 1, "b"}`): never filled with `""` or `null` |
-//! | `unbalanced_quote` | which characters belong to a string is a guess: it holds an odd number of unescaped double quotes (`"a 12" ruler"`), or it never closes and holds a quote that might have closed it, or a syntax error follows a string that took a quote as content (`"He said "stop", then left"`) |
+//! | `unbalanced_quote` | which characters belong to a string is a guess: it holds an odd number of unescaped double quotes (`"a 12" ruler"`), or it never closes and holds a quote that might have closed it, or a syntax error follows a string that took a quote as content (`"He said "stop", then left"`), or a quote touches the end of a string or container (`'James''`, `"say ""hi"""`, `['a']', 'b']`): a stray or doubled quote is never dropped or read as the start of the next string; quotes wrapped around a whole value (`'{"a": 1}'`) are prose |
 //! | `ambiguous_escape` | a string holds both an invalid escape (its backslashes were not escaped: `\U`, `\d`, `\s`) and `\n`, `\t`, `\r`, `\f` or `\b`: `"C:\Users\new"`, `"\frac{a}{b} \sqrt{2}"` — a line break, tab or form feed versus a backslash is a guess |
 //! | `mismatched_bracket` | `[1, 2}` |
 //! | `syntax` | any other text that starts like JSON but cannot be read |
@@ -129,7 +130,9 @@ pub struct LooseValue {
     pub json: String,
     /// Each repair applied, deduplicated, in first-applied order.
     pub repairs: Vec<Repair>,
-    /// The value was cut: partial elements were dropped and containers closed.
+    /// The value was cut: partial elements were dropped and containers closed. Also set
+    /// on the last returned value when a value after it was cut before anything complete
+    /// and dropped (the answer was cut).
     pub truncated: bool,
     /// Byte range of the value in the input text (its end is the end of the text when
     /// truncated).
@@ -431,7 +434,7 @@ mod tests {
             (Repair::TrailingComma, "[1,]"),
             (Repair::LeadingComma, "[,1]"),
             (Repair::DoubleComma, "[1,,2]"),
-            (Repair::MissingComma, "[1 2]"),
+            (Repair::MissingComma, "[1\n2]"),
             (Repair::SingleQuotes, "{'a': 1}"),
             (Repair::TypographicQuotes, "{“a”: 1}"),
             (Repair::UnquotedKey, "{a: 1}"),
@@ -503,6 +506,31 @@ mod tests {
                 Err(r) => assert_eq!(r.reason, *reason, "{text:?}: {r}"),
             }
         }
+    }
+
+    /// Stray or doubled quotes and space-separated numbers are refused, never re-split.
+    #[test]
+    fn no_resplit_text() {
+        for (text, reason) in [
+            ("{'owner': 'James'', 'b': 1}", "unbalanced_quote"),
+            ("{\"prices\": [1 500, 3 250]}", "thousands_separator"),
+            ("['students']', 'x']", "unbalanced_quote"),
+            ("{'a': 'students''}", "unbalanced_quote"),
+            ("[\"a\"\"b\"]", "unbalanced_quote"),
+            ("{\"a\": 1\"b\": 2}", "unbalanced_quote"),
+            ("Answer: [\"x\"]\" and more", "unbalanced_quote"),
+        ] {
+            match parse(text, &OPTS) {
+                Ok(v) => panic!("{text:?}: expected {reason}, got {:?}", v[0].json),
+                Err(r) => assert_eq!(r.reason, reason, "{text:?}: {r}"),
+            }
+        }
+        let v = parse("'{\"a\": 1}'", &OPTS).unwrap();
+        assert_eq!(v[0].json, "{\"a\":1}");
+        let v = parse("{\"a\":1}\n{\"b\":2}\n{\"c\":", &OPTS).unwrap();
+        assert_eq!(v.len(), 2);
+        assert!(!v[0].truncated && v[1].truncated);
+        assert_eq!(parse("[1\n2]", &OPTS).unwrap()[0].json, "[1,2]");
     }
 
     #[test]

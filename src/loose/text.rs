@@ -532,6 +532,9 @@ fn region(
             && tseen.weak.is_none()
         {
             cands.append(&mut tmp);
+            if let Some(r) = tseen.cut {
+                seen.cut.get_or_insert(r);
+            }
             return Ok(());
         }
     }
@@ -792,9 +795,15 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
     if cands.len() > 1 {
         push(&mut repairs, Repair::SeveralValues);
     }
+    // A last value cut before anything complete was dropped: the answer was cut, and
+    // the last returned value says so.
+    let cut_after = seen.cut.is_some();
+    let last = cands.len().saturating_sub(1);
     Ok(cands
         .into_iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| (c, cut_after && i == last))
+        .map(|(c, cut)| {
             let mut rs = repairs.clone();
             for r in c.parsed.repairs {
                 push(&mut rs, r);
@@ -802,7 +811,7 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
             LooseValue {
                 json: c.parsed.json,
                 repairs: rs,
-                truncated: c.parsed.truncated,
+                truncated: c.parsed.truncated || cut,
                 span: body.to_input(c.start)..body.to_input_end(c.parsed.end),
             }
         })

@@ -926,6 +926,31 @@ impl<'a> Parser<'a> {
                             "',' or '}'"
                         }));
                     }
+                    // A quote right against the end of the previous element (`'x''`,
+                    // `"a""b"`, `["x"]"`) is a stray or doubled quote, not the start of
+                    // the next element: where the strings end is a guess.
+                    if delim_at(src, self.pos).is_some() && !is_ws(src[self.pos - 1]) {
+                        return Err(self.fail(
+                            "unbalanced_quote",
+                            self.pos,
+                            "a quote right after the end of a value: a stray or doubled quote",
+                        ));
+                    }
+                    // Two numbers on one line with only spaces or tabs between them
+                    // (`1 500`) may be one number with a space as thousands separator.
+                    if kind == Kind::Array && matches!(b, b'-' | b'0'..=b'9') {
+                        let mut j = self.pos;
+                        while j > 0 && matches!(src[j - 1], b' ' | b'\t') {
+                            j -= 1;
+                        }
+                        if j > 0 && src[j - 1].is_ascii_digit() {
+                            return Err(self.fail(
+                                "thousands_separator",
+                                self.pos,
+                                "numbers separated only by spaces on one line: one number with a separator, or several, is a guess",
+                            ));
+                        }
+                    }
                     self.repair(Repair::MissingComma);
                     if let Some(f) = self.stack.last_mut() {
                         f.state = State::AfterComma;
@@ -1017,6 +1042,18 @@ impl<'a> Parser<'a> {
             }
         }
         let end = self.pos;
+        // A quote right after the outermost closer (`['a']', 'b']`) means a string inside
+        // ended early: the text after it would be silently lost. Allowed only as the
+        // matching half of quotes wrapped around the whole value (`'{"a": 1}'`).
+        if let Some(&q) = src.get(end) {
+            if delim_at(src, end).is_some() && !(start > 0 && src[start - 1] == q && q < 0x80) {
+                return Err(self.fail(
+                    "unbalanced_quote",
+                    end,
+                    "a quote right after the end of the value: a string inside may have ended early",
+                ));
+            }
+        }
         Ok(self.finish(false, end))
     }
 }

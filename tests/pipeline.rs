@@ -84,3 +84,33 @@ fn new_outputs_get_the_usual_permissions_not_0600() {
         & 0o777;
     assert_eq!(mode, plain, "mode {mode:o}, plain {plain:o}");
 }
+
+#[test]
+fn build_passes_a_json_schema_with_its_keys_in_the_order_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("prompts.jsonl"), "{\"text\":\"hi\"}\n").unwrap();
+    std::fs::write(
+        tmp.path().join("answer.json"),
+        r#"{"type":"object","properties":{"zeta":{"type":"string"},"alpha":{"type":"integer"}},"required":["zeta","alpha"],"additionalProperties":false}"#,
+    )
+    .unwrap();
+    let o = run_in(
+        tmp.path(),
+        &[
+            "build",
+            "prompts.jsonl",
+            "-m",
+            "m",
+            "--response-format",
+            "@answer.json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line = stdout(&o);
+    let (z, a) = (
+        line.find("\"zeta\"").unwrap(),
+        line.find("\"alpha\"").unwrap(),
+    );
+    assert!(z < a, "{line}");
+}

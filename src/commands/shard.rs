@@ -555,8 +555,34 @@ fn prepare_out_dir(cfg: &ShardConfig) -> Result<Vec<String>> {
     Ok(old)
 }
 
-/// Runs `shard`.
+/// Runs `shard`. On failure nothing is left behind: no shard, no temp file, and not the
+/// output directory either when this run created it.
 pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
+    let existed = cfg.out_dir.exists();
+    let result = run_inner(cfg);
+    if result.is_err() && !existed {
+        // remove_dir only removes an empty directory.
+        let _ = std::fs::remove_dir(&cfg.out_dir);
+    }
+    result
+}
+
+fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
+    let quiet = cfg.summary == SummaryMode::Quiet || !cfg.engine.progress;
+    let over = [
+        ("--max-requests", cfg.max_requests, limits::MAX_REQUESTS),
+        ("--max-bytes", cfg.max_bytes, limits::MAX_BYTES),
+        (
+            "--max-embedding-inputs",
+            cfg.max_embedding_inputs,
+            limits::MAX_EMBEDDING_INPUTS,
+        ),
+    ];
+    for (flag, value, limit) in over {
+        if value > limit && !quiet {
+            eprintln!("batchline: warning: {flag} {value} is above the OpenAI Batch API limit of {limit} per file");
+        }
+    }
     if cfg.max_requests == 0
         || cfg.max_bytes < 2
         || cfg.max_tokens == Some(0)

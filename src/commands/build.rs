@@ -1482,11 +1482,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         totals.records,
         totals.written + totals.rejected + totals.over_cap
     );
-    let outcome = if totals.rejected > 0 {
-        Outcome::WithRejects
-    } else {
-        Outcome::Clean
-    };
+    let outcome = Outcome::from_rejected(totals.rejected);
     Ok(BuildSummary {
         command: "build",
         input: cfg.input.display_name(),

@@ -31,6 +31,17 @@ pub enum Outcome {
     WithRejects,
 }
 
+impl Outcome {
+    /// `WithRejects` when any line was rejected.
+    pub fn from_rejected(rejected: u64) -> Outcome {
+        if rejected > 0 {
+            Outcome::WithRejects
+        } else {
+            Outcome::Clean
+        }
+    }
+}
+
 /// Prints the first few skipped lines to stderr so that a user sees why, without
 /// flooding the terminal; the rejects file has all of them.
 pub struct RejectEcho {

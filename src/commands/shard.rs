@@ -722,11 +722,7 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
         totals.lines,
         totals.blank + totals.requests + totals.rejected
     );
-    let outcome = if totals.rejected > 0 {
-        Outcome::WithRejects
-    } else {
-        Outcome::Clean
-    };
+    let outcome = Outcome::from_rejected(totals.rejected);
     Ok(ShardSummary {
         command: "shard",
         input: cfg.input.display_name(),

@@ -234,3 +234,35 @@ fn make_progress(wanted: bool, total: Option<u64>) -> Option<indicatif::Progress
     bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
     Some(bar)
 }
+
+/// Output buffers handed back by the writer, so that workers do not fault in fresh
+/// memory for every chunk.
+#[derive(Default)]
+pub struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl BufferPool {
+    /// An empty buffer with at least `capacity` bytes reserved, recycled when possible.
+    pub fn take(&self, capacity: usize) -> Vec<u8> {
+        let mut v = self
+            .0
+            .lock()
+            .map(|mut p| p.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        v.clear();
+        v.reserve(capacity);
+        v
+    }
+
+    /// Hands a buffer back for reuse (up to 64 are kept).
+    pub fn give(&self, v: Vec<u8>) {
+        if v.capacity() > 0 {
+            if let Ok(mut p) = self.0.lock() {
+                if p.len() < 64 {
+                    p.push(v);
+                }
+            }
+        }
+    }
+}

@@ -32,7 +32,7 @@ use serde_json::Value;
 use super::{ErrorMode, Outcome, RejectRoute};
 use crate::batch::request::custom_id_warning;
 use crate::batch::Endpoint;
-use crate::engine::{self, EngineConfig, Flow};
+use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
@@ -650,36 +650,6 @@ struct Rendered {
 
 fn hex128(h: u128) -> String {
     format!("{h:032x}")
-}
-
-/// Output buffers handed back by the writer, so that workers do not fault in fresh
-/// memory for every chunk.
-#[derive(Default)]
-struct BufferPool(std::sync::Mutex<Vec<Vec<u8>>>);
-
-impl BufferPool {
-    fn take(&self, capacity: usize) -> Vec<u8> {
-        let mut v = self
-            .0
-            .lock()
-            .map(|mut p| p.pop())
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        v.clear();
-        v.reserve(capacity);
-        v
-    }
-
-    fn give(&self, v: Vec<u8>) {
-        if v.capacity() > 0 {
-            if let Ok(mut p) = self.0.lock() {
-                if p.len() < 64 {
-                    p.push(v);
-                }
-            }
-        }
-    }
 }
 
 fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {

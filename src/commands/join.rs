@@ -45,7 +45,7 @@ use crate::batch::outcome::{
     parse_request_side, parse_result, scan_ok_result, utf8, Failure, Outcome as ResultOutcome,
 };
 use crate::commands::shard::Manifest;
-use crate::engine::{self, EngineConfig, Flow};
+use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, ChunkBytes, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
@@ -617,6 +617,8 @@ struct Ctx<'i> {
     fields: &'i [Field],
     want_result: bool,
     retry_all: bool,
+    /// Output buffers recycled from the writer (no fresh pages per chunk).
+    pool: BufferPool,
 }
 
 fn write_raw_or_null(out: &mut Vec<u8>, raw: Option<&str>) {
@@ -640,7 +642,7 @@ impl<'i> Ctx<'i> {
     fn join_chunk(&self, chunk: &Chunk) -> Joined<'i> {
         let base = chunk.bytes.as_ptr() as usize;
         let mut out = Joined {
-            out: Vec::with_capacity(chunk.len() * 2 + 1024),
+            out: self.pool.take(chunk.len() * 2 + 1024),
             facts: Vec::with_capacity(chunk.line_count as usize),
             ..Default::default()
         };
@@ -922,7 +924,6 @@ impl Writer {
                 }
             }
         }
-        self.output.write_all(&joined.out)?;
         match joined.error {
             Some((line, offset, reason)) => Err(Error::BadLine {
                 file: name.to_string(),
@@ -1006,6 +1007,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         fields: &cfg.fields,
         want_result: cfg.fields.contains(&Field::Result),
         retry_all: cfg.retry_all,
+        pool: BufferPool::default(),
     };
     for spec in &requests {
         let input = OpenInput::open(spec)?;
@@ -1014,7 +1016,15 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             input,
             &cfg.engine,
             |chunk| ctx.join_chunk(chunk),
-            |chunk, joined| writer.consume(&name, &chunk, joined),
+            |chunk, mut joined| {
+                // The joined lines go out here so that their buffer can be recycled;
+                // `consume` writes the side files and checks the chunk's error.
+                let out = std::mem::take(&mut joined.out);
+                let written = writer.output.write_all(&out);
+                ctx.pool.give(out);
+                written?;
+                writer.consume(&name, &chunk, joined)
+            },
         )?;
         writer.bytes += stats.bytes;
     }

@@ -257,29 +257,7 @@ fn schema_name(s: &str) -> String {
     }
 }
 
-/// A group value as a file name: `[A-Za-z0-9._-]`, no leading dot, at most 100
-/// characters; nothing in the data can name a file outside the output directory.
-pub fn sanitize_group(value: &str) -> String {
-    let mut s: String = value
-        .chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.starts_with('.') {
-        s.replace_range(0..1, "_");
-    }
-    if s.is_empty() {
-        "_".into()
-    } else {
-        s
-    }
-}
+pub use crate::io::output::safe_file_name as sanitize_group;
 
 // ---------------------------------------------------------------------------------
 // The compiled plan: everything fixed is serialised once.

@@ -505,26 +505,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Maps a model name to `[A-Za-z0-9._-]` (at most 100 characters); nothing in the data
-/// can put a file outside the output directory.
-pub fn sanitize(model: &str) -> String {
-    let s: String = model
-        .chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if s.is_empty() {
-        "_".to_string()
-    } else {
-        s
-    }
-}
+pub use crate::io::output::safe_file_name as sanitize;
 
 /// Checks that the output directory may be written; returns the old manifest's file
 /// names (to remove stale shards after a forced rewrite).

@@ -274,6 +274,31 @@ impl Output {
     }
 }
 
+/// A value from the data (a model, a group) as part of a file name: `[A-Za-z0-9._-]`,
+/// no leading dot, at most 100 characters; nothing in the data can name a file outside
+/// the output directory.
+pub fn safe_file_name(value: &str) -> String {
+    let mut s: String = value
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if s.starts_with('.') {
+        s.replace_range(0..1, "_");
+    }
+    if s.is_empty() {
+        "_".into()
+    } else {
+        s
+    }
+}
+
 /// Refuses to let an output overwrite one of the inputs.
 pub fn ensure_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
     let out = std::fs::canonicalize(output).ok();

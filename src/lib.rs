@@ -10,6 +10,7 @@ pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod io;
+pub mod json_scan;
 pub mod json_text;
 pub mod loose;
 pub mod report;

@@ -1,10 +1,11 @@
 //! Fast, borrowing parse of a Batch API *result* line (output or error file), and of the
 //! `custom_id` of any JSONL line (requests, sidecars).
 //!
-//! One pass of serde_json over the line validates it as JSON and keeps only raw slices
-//! of what `join` needs: `custom_id`, `response.status_code`, `response.body`, the
+//! One pass of [`json_scan`] over the line validates it as JSON and keeps only spans of
+//! what `join` needs: `custom_id`, `response.status_code`, `response.body`, the
 //! top-level `error`, and for Anthropic result lines `result.{type,message,error}`.
-//! Bodies are never built into trees; they are copied to the output as raw bytes.
+//! Bodies are never built into trees; they are copied to the output as raw bytes. Only
+//! the small error objects of failures are read with serde_json.
 //!
 //! Classification (see SPEC.md):
 //! - OpenAI: `error` non-null (`batch_expired`, `batch_cancelled`, ...) is a failure;
@@ -15,12 +16,18 @@
 
 use std::borrow::Cow;
 
+use std::ops::Range;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::json_scan::{self, ScanError};
 
 /// What a result line holds, borrowed from the line.
 #[derive(Debug)]
 pub struct ResultLine<'a> {
+    /// The whole line, checked to be UTF-8 and JSON.
+    pub text: &'a str,
     /// The raw JSON string token of the custom_id (quotes included).
     pub custom_id_raw: &'a str,
     /// The decoded custom_id.
@@ -31,7 +38,7 @@ pub struct ResultLine<'a> {
 /// Success (with the raw response body) or failure.
 #[derive(Debug)]
 pub enum Outcome<'a> {
-    Ok { body: Option<&'a RawValue> },
+    Ok { body: Option<&'a str> },
     Failed(Failure<'a>),
 }
 
@@ -46,7 +53,8 @@ impl Outcome<'_> {
 #[derive(Debug)]
 pub struct Failure<'a> {
     pub code: Cow<'a, str>,
-    pub message: Option<&'a RawValue>,
+    /// The message as raw JSON text (a string, usually).
+    pub message: Option<&'a str>,
     pub status_code: Option<u64>,
 }
 
@@ -68,36 +76,6 @@ impl Failure<'_> {
         matches!(self.status_code, Some(429) | Some(500..=599))
             || RETRYABLE_CODES.contains(&self.code.as_ref())
     }
-}
-
-#[derive(Deserialize)]
-struct RawResult<'a> {
-    #[serde(borrow, default)]
-    custom_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    response: Option<RawResponse<'a>>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    result: Option<AnthropicResult<'a>>,
-}
-
-#[derive(Deserialize)]
-struct RawResponse<'a> {
-    #[serde(default)]
-    status_code: Option<u64>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct AnthropicResult<'a> {
-    #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    message: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    error: Option<&'a RawValue>,
 }
 
 /// `{"code": .., "message": .., "type": ..}` of an error object, all optional.
@@ -243,11 +221,11 @@ pub fn utf8(bytes: &[u8]) -> Result<&str, String> {
     }
 }
 
-/// The custom_id's raw token and decoded text, or why it is unusable.
-pub fn custom_id_of(raw: Option<&RawValue>) -> Result<(&str, Cow<'_, str>), String> {
-    let raw = match raw {
-        None => return Err("custom_id is missing".into()),
-        Some(r) => r.get(),
+/// The custom_id's raw token and decoded text, or why it is unusable (`None`: absent or
+/// null).
+pub fn custom_id_of(raw: Option<&str>) -> Result<(&str, Cow<'_, str>), String> {
+    let Some(raw) = raw else {
+        return Err("custom_id is missing".into());
     };
     match decode_string(raw) {
         Some(s) if s.is_empty() => Err("custom_id is empty".into()),
@@ -265,13 +243,14 @@ fn kind_of(raw: &str) -> &'static str {
         Some(b'[') => "an array",
         Some(b'n') => "null",
         Some(b't') | Some(b'f') => "a boolean",
+        Some(b'"') => "a string",
         _ => "a number",
     }
 }
 
-fn error_object(raw: Option<&RawValue>) -> ErrorObject<'_> {
+fn error_object(raw: Option<&str>) -> ErrorObject<'_> {
     match raw {
-        Some(r) if r.get().starts_with('{') => serde_json::from_str(r.get()).unwrap_or_default(),
+        Some(r) if r.starts_with('{') => serde_json::from_str(r).unwrap_or_default(),
         _ => ErrorObject::default(),
     }
 }
@@ -281,16 +260,124 @@ fn code_of<'a>(e: &ErrorObject<'a>) -> Option<Cow<'a, str>> {
     scalar_text(e.code).or_else(|| scalar_text(e.kind))
 }
 
+/// Scans the object at `at` in `b` (checking all of it) and puts the spans of the
+/// members named in `names` into `slots`; a member that appears twice is an error, as
+/// in a serde struct. `inside(n, at)` may scan the value of member `n` itself (to look
+/// inside it in the same pass) by returning `Some`; `None` scans it plainly.
+fn scan_members<const N: usize>(
+    b: &[u8],
+    at: usize,
+    names: [&'static str; N],
+    duplicate: [&'static str; N],
+    slots: &mut [Option<Range<usize>>; N],
+    mut inside: impl FnMut(usize, usize) -> Option<Result<Range<usize>, ScanError>>,
+) -> Result<Range<usize>, ScanError> {
+    json_scan::object(b, at, |key, at| {
+        let Some(n) = names.iter().position(|name| json_scan::key_is(key, name)) else {
+            return Ok(json_scan::value(b, at)?.end);
+        };
+        if slots[n].is_some() {
+            return Err(ScanError {
+                at,
+                what: duplicate[n],
+            });
+        }
+        let span = match inside(n, at) {
+            Some(scanned) => scanned?,
+            None => json_scan::value(b, at)?,
+        };
+        let end = span.end;
+        slots[n] = Some(span);
+        Ok(end)
+    })
+}
+
+/// The text of a member's span; `null` counts as absent.
+fn present<'a>(text: &'a str, span: &Option<Range<usize>>) -> Option<&'a str> {
+    span.clone().map(|r| &text[r]).filter(|v| *v != "null")
+}
+
+/// Whether the value at `at` (whitespace first allowed) is an object.
+fn is_object_at(b: &[u8], at: usize) -> bool {
+    b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
+}
+
+/// Reads a scan error the way the rest of the messages read.
+fn scan_message(e: ScanError) -> String {
+    if e.what.starts_with("duplicate") {
+        format!("{} at byte {}", e.what, e.at)
+    } else {
+        e.to_string()
+    }
+}
+
+/// An optional member that must be an object when present.
+fn object_or_absent<'a>(raw: Option<&'a str>, what: &str) -> Result<Option<&'a str>, String> {
+    match raw {
+        Some(r) if !r.starts_with('{') => {
+            Err(format!("{what} must be an object, found {}", kind_of(r)))
+        }
+        other => Ok(other),
+    }
+}
+
 /// Parses one result line into its custom_id and outcome. `detail` also digs the error
 /// code and message out of failures (only the writer needs them).
 ///
 /// The whole line is checked to be UTF-8 first, with SIMD (several times faster than
-/// the standard library on non-ASCII text), then parsed as a `str` so that raw values
-/// are not checked a second time.
+/// the standard library on non-ASCII text), then scanned once by [`json_scan`], which
+/// checks it is JSON and hands back the spans of the members read here.
 pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String> {
-    let raw: RawResult =
-        serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
-    let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
+    let text = utf8(line)?;
+    let b = text.as_bytes();
+    let mut top = [None, None, None, None];
+    let mut response_members = [None, None];
+    let mut result_members = [None, None, None];
+    scan_members(
+        b,
+        0,
+        ["custom_id", "response", "error", "result"],
+        [
+            "duplicate key `custom_id`",
+            "duplicate key `response`",
+            "duplicate key `error`",
+            "duplicate key `result`",
+        ],
+        &mut top,
+        |n, at| match n {
+            // `response` and `result` are looked into in the same pass.
+            1 if is_object_at(b, at) => Some(scan_members(
+                b,
+                at,
+                ["status_code", "body"],
+                [
+                    "duplicate key `response.status_code`",
+                    "duplicate key `response.body`",
+                ],
+                &mut response_members,
+                |_, _| None,
+            )),
+            3 if is_object_at(b, at) => Some(scan_members(
+                b,
+                at,
+                ["type", "message", "error"],
+                [
+                    "duplicate key `result.type`",
+                    "duplicate key `result.message`",
+                    "duplicate key `result.error`",
+                ],
+                &mut result_members,
+                |_, _| None,
+            )),
+            _ => None,
+        },
+    )
+    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .map_err(scan_message)?;
+    let [custom_id, response, error, result] = top.each_ref().map(|s| present(text, s));
+    let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
+    let response = object_or_absent(response, "response")?;
+    let result = object_or_absent(result, "result")?;
     let failed = |code: Cow<'static, str>| {
         Outcome::Failed(Failure {
             code,
@@ -298,63 +385,81 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
             status_code: None,
         })
     };
-    let outcome = if let (Some(res), None) = (&raw.result, &raw.response) {
+    let outcome = if let (Some(_), None) = (result, response) {
         // Anthropic Message Batches result.
-        match res.kind.as_deref() {
-            Some("succeeded") => Outcome::Ok { body: res.message },
-            Some("errored") if detail => {
-                let outer = error_object(res.error);
-                let inner = error_object(outer.error);
+        let [kind, message, error] = result_members.each_ref().map(|s| present(text, s));
+        let kind = match kind {
+            None => return Err("result.type is missing".into()),
+            Some(k) => decode_string(k)
+                .ok_or_else(|| format!("result.type must be a string, found {}", kind_of(k)))?,
+        };
+        match kind.as_ref() {
+            "succeeded" => Outcome::Ok { body: message },
+            "errored" if detail => {
+                let outer = error_object(error);
+                let inner = error_object(outer.error.map(RawValue::get));
                 let code = code_of(&inner)
                     .or_else(|| code_of(&outer))
                     .unwrap_or(Cow::Borrowed("errored"));
                 Outcome::Failed(Failure {
                     code,
-                    message: inner.message.or(outer.message),
+                    message: inner.message.or(outer.message).map(RawValue::get),
                     status_code: None,
                 })
             }
-            Some("errored") => failed(Cow::Borrowed("errored")),
-            Some("canceled") => failed(Cow::Borrowed("canceled")),
-            Some("expired") => failed(Cow::Borrowed("expired")),
-            Some(other) => Outcome::Failed(Failure {
+            "errored" => failed(Cow::Borrowed("errored")),
+            "canceled" => failed(Cow::Borrowed("canceled")),
+            "expired" => failed(Cow::Borrowed("expired")),
+            other => Outcome::Failed(Failure {
                 code: Cow::Owned(other.to_string()),
                 message: None,
                 status_code: None,
             }),
-            None => return Err("result.type is missing".into()),
-        }
-    } else if raw.error.is_some() {
-        let status_code = raw.response.as_ref().and_then(|r| r.status_code);
-        if detail {
-            let e = error_object(raw.error);
-            let code = code_of(&e).unwrap_or(Cow::Borrowed("error"));
-            Outcome::Failed(Failure {
-                code,
-                message: e.message,
-                status_code,
-            })
-        } else {
-            Outcome::Failed(Failure {
-                code: Cow::Borrowed("error"),
-                message: None,
-                status_code,
-            })
         }
     } else {
-        match raw.response {
-            None => return Err("result has neither a response nor an error".into()),
-            Some(r) => match r.status_code {
+        let (status_code, body) = match response {
+            None => (None, None),
+            Some(_) => {
+                let [status, body] = response_members.each_ref().map(|s| present(text, s));
+                let status = match status {
+                    None => None,
+                    Some(s) => Some(s.parse::<u64>().map_err(|_| {
+                        format!("response.status_code must be an integer, found {s}")
+                    })?),
+                };
+                (status, body)
+            }
+        };
+        if error.is_some() {
+            if detail {
+                let e = error_object(error);
+                let code = code_of(&e).unwrap_or(Cow::Borrowed("error"));
+                Outcome::Failed(Failure {
+                    code,
+                    message: e.message.map(RawValue::get),
+                    status_code,
+                })
+            } else {
+                Outcome::Failed(Failure {
+                    code: Cow::Borrowed("error"),
+                    message: None,
+                    status_code,
+                })
+            }
+        } else if response.is_none() {
+            return Err("result has neither a response nor an error".into());
+        } else {
+            match status_code {
                 Some(s) if s >= 400 => {
                     if detail {
-                        let body = error_object(r.body);
-                        let inner = error_object(body.error);
+                        let body = error_object(body);
+                        let inner = error_object(body.error.map(RawValue::get));
                         let code = code_of(&inner)
                             .or_else(|| code_of(&body))
                             .unwrap_or_else(|| Cow::Owned(format!("http_{s}")));
                         Outcome::Failed(Failure {
                             code,
-                            message: inner.message.or(body.message),
+                            message: inner.message.or(body.message).map(RawValue::get),
                             status_code: Some(s),
                         })
                     } else {
@@ -365,11 +470,12 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
                         })
                     }
                 }
-                _ => Outcome::Ok { body: r.body },
-            },
+                _ => Outcome::Ok { body },
+            }
         }
     };
     Ok(ResultLine {
+        text,
         custom_id_raw,
         custom_id,
         outcome,
@@ -382,29 +488,38 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
 pub struct RequestSide<'a> {
     pub custom_id_raw: &'a str,
     pub custom_id: Cow<'a, str>,
-    /// `body`, else `record`; `None` means "the whole line".
-    pub shown: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct RawRequestSide<'a> {
-    #[serde(borrow, default)]
-    custom_id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    body: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    record: Option<&'a RawValue>,
+    /// `body`, else `record` (raw JSON text); `None` means "the whole line".
+    pub shown: Option<&'a str>,
+    /// The whole line, checked to be UTF-8 and JSON.
+    pub text: &'a str,
 }
 
 /// Parses any JSONL line carrying a `custom_id` (a request line, a sidecar record).
 pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
-    let raw: RawRequestSide =
-        serde_json::from_str(utf8(line)?).map_err(|e| format!("invalid JSON: {e}"))?;
-    let (custom_id_raw, custom_id) = custom_id_of(raw.custom_id)?;
+    let text = utf8(line)?;
+    let b = text.as_bytes();
+    let mut slots = [None, None, None];
+    scan_members(
+        b,
+        0,
+        ["custom_id", "body", "record"],
+        [
+            "duplicate key `custom_id`",
+            "duplicate key `body`",
+            "duplicate key `record`",
+        ],
+        &mut slots,
+        |_, _| None,
+    )
+    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .map_err(scan_message)?;
+    let [custom_id, body, record] = slots.each_ref().map(|s| present(text, s));
+    let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
     Ok(RequestSide {
         custom_id_raw,
         custom_id,
-        shown: raw.body.or(raw.record),
+        shown: body.or(record),
+        text,
     })
 }
 
@@ -427,7 +542,7 @@ mod tests {
         assert_eq!(r.custom_id, "a");
         assert_eq!(r.custom_id_raw, "\"a\"");
         match r.outcome {
-            Outcome::Ok { body } => assert_eq!(body.unwrap().get(), r#"{"x":1}"#),
+            Outcome::Ok { body } => assert_eq!(body.unwrap(), r#"{"x":1}"#),
             _ => panic!(),
         }
         let http = r#"{"custom_id":"a","response":{"status_code":400,"body":{"error":{"message":"m","type":"invalid_request_error","code":"integer_above_max_value"}}},"error":null}"#;
@@ -524,6 +639,6 @@ mod tests {
     fn escaped_ids_decode() {
         let r = parse_request_side(br#"{"custom_id":"a\u002d1","record":{"k":[1]}}"#).unwrap();
         assert_eq!(r.custom_id, "a-1");
-        assert_eq!(r.shown.unwrap().get(), r#"{"k":[1]}"#);
+        assert_eq!(r.shown.unwrap(), r#"{"k":[1]}"#);
     }
 }

@@ -42,7 +42,7 @@ use serde::Serialize;
 
 use super::Outcome;
 use crate::batch::outcome::{
-    parse_request_side, parse_result, scan_ok_result, utf8, Failure, Outcome as ResultOutcome,
+    parse_request_side, parse_result, scan_ok_result, Failure, Outcome as ResultOutcome,
 };
 use crate::commands::shard::Manifest;
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
@@ -629,7 +629,7 @@ fn render_error(out: &mut Vec<u8>, f: &Failure) {
     out.extend_from_slice(b"{\"code\":");
     serde_json::to_writer(&mut *out, f.code.as_ref()).expect("string serialises");
     out.extend_from_slice(b",\"message\":");
-    write_raw_or_null(out, f.message.map(|m| m.get()));
+    write_raw_or_null(out, f.message);
     out.extend_from_slice(b",\"status_code\":");
     match f.status_code {
         Some(s) => out.extend_from_slice(s.to_string().as_bytes()),
@@ -688,10 +688,7 @@ impl<'i> Ctx<'i> {
         }
         let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);
-        let request_raw = match req.shown {
-            Some(r) => r.get(),
-            None => utf8(bytes)?,
-        };
+        let request_raw = req.shown.unwrap_or(req.text);
         let rec = self.index.get(&key);
         let Some(rec) = rec else {
             self.render(
@@ -719,11 +716,7 @@ impl<'i> Ctx<'i> {
             )
         })?;
         // The raw result line is only checked (and shown) when asked for.
-        let result_text = if self.want_result {
-            Some(utf8(buf).map_err(|e| format!("{}: {e}", source.name))?)
-        } else {
-            None
-        };
+        let result_text = self.want_result.then_some(result.text);
         match &result.outcome {
             ResultOutcome::Ok { body } => {
                 self.render(
@@ -731,7 +724,7 @@ impl<'i> Ctx<'i> {
                     req.custom_id_raw,
                     Status::Ok,
                     request_raw,
-                    body.map(|b| b.get()),
+                    *body,
                     None,
                     result_text,
                 );

@@ -645,6 +645,36 @@ fn bad_lines_name_file_and_line() {
         "{err}"
     );
 
+    // Request lines that are not JSON are refused with the byte where that shows: a raw
+    // tab inside a string, a missing comma, a second value after the object.
+    for (bad, why) in [
+        (
+            "{\"custom_id\": \"a\", \"body\": {\"x\": \"a\tb\"}}",
+            "control character in a string at byte 35",
+        ),
+        (
+            "{\"custom_id\": \"a\" \"body\": {}}",
+            "expected `,` or `}` at byte 18",
+        ),
+        (
+            "{\"custom_id\": \"a\", \"body\": {}} {}",
+            "trailing characters after the value at byte 31",
+        ),
+        (
+            "{\"custom_id\": \"a\", \"custom_id\": \"b\"}",
+            "duplicate key `custom_id`",
+        ),
+    ] {
+        let requests = write(&d.path().join("req.jsonl"), &[bad.to_string()]);
+        let o = run(&[&requests, &results]);
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains("req.jsonl:1:") && err.contains(why),
+            "{bad}: {err}"
+        );
+    }
+
     // An output may not overwrite an input.
     let o = run(&[&requests, &results, &"--orphans", &results]);
     assert_eq!(o.status.code(), Some(2));

@@ -48,6 +48,9 @@ measure() { # name, command...
     local name=$1; shift
     local tf; tf=$(mktemp)
     sync; cat "$REQ" "$OUT" "$ERR" > /dev/null  # same warm page cache for everyone
+    # Let the machine settle: after a peer frees its 3 to 4 GB, the VM hands that memory
+    # back to the host for a few seconds, on the same 2 cores.
+    sleep 5
     /usr/bin/time -f "%e %M %U %S" -o "$tf" "$@"
     local u sy
     read -r SECS[$name] RSS[$name] u sy < "$tf"

@@ -203,7 +203,11 @@ where
             if let Some(p) = progress {
                 p.inc(consumed);
             }
+            let mapped = chunk.mapped_range();
             let flow = consume(chunk, t)?;
+            if let Some((map, range)) = mapped {
+                crate::io::input::release_pages(&map, range);
+            }
             next += 1;
             if flow == Flow::Stop {
                 stats.stopped_early = true;

@@ -20,7 +20,7 @@
 //!    bytes. The single writer writes lines in request order, marks each result as
 //!    used (an atomic flag inside its slot) and detects duplicate request custom_ids.
 //!
-//! Plain input files are memory-mapped and read sequentially; the writer releases
+//! Plain input files are memory-mapped and read sequentially; the engine releases
 //! each chunk's pages (`MADV_DONTNEED`) once consumed, so resident memory stays flat
 //! however large the files are.
 //!
@@ -47,7 +47,7 @@ use crate::batch::outcome::{
 use crate::commands::shard::Manifest;
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
-use crate::io::input::{Chunk, ChunkBytes, InputSpec, OpenInput};
+use crate::io::input::{Chunk, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
 use crate::io::Compression;
 use crate::report::{SummaryMode, Throughput};
@@ -532,35 +532,39 @@ fn build_index(
                 temp,
             )
         };
-        let run = engine::run(input, engine_cfg, index_chunk, |chunk, ix: IndexedChunk| {
-            release(&chunk);
-            stats.blank += ix.blank;
-            for (key, offset, len, ok) in ix.entries {
-                stats.results += 1;
-                let rec = Rec::new(file_no, offset, len, ok);
-                match index.get_mut(&key) {
-                    None => {
-                        index.insert(key, rec);
-                    }
-                    Some(old) => {
-                        stats.duplicates += 1;
-                        // A success wins over a failure; otherwise the last one wins.
-                        if ok || !old.ok() {
-                            *old = rec;
+        let run = engine::run(
+            input,
+            engine_cfg,
+            index_chunk,
+            |_chunk, ix: IndexedChunk| {
+                stats.blank += ix.blank;
+                for (key, offset, len, ok) in ix.entries {
+                    stats.results += 1;
+                    let rec = Rec::new(file_no, offset, len, ok);
+                    match index.get_mut(&key) {
+                        None => {
+                            index.insert(key, rec);
+                        }
+                        Some(old) => {
+                            stats.duplicates += 1;
+                            // A success wins over a failure; otherwise the last one wins.
+                            if ok || !old.ok() {
+                                *old = rec;
+                            }
                         }
                     }
                 }
-            }
-            match ix.error {
-                Some((line, offset, reason)) => Err(Error::BadLine {
-                    file: name.clone(),
-                    line,
-                    offset,
-                    reason,
-                }),
-                None => Ok(Flow::Continue),
-            }
-        })?;
+                match ix.error {
+                    Some((line, offset, reason)) => Err(Error::BadLine {
+                        file: name.clone(),
+                        line,
+                        offset,
+                        reason,
+                    }),
+                    None => Ok(Flow::Continue),
+                }
+            },
+        )?;
         stats.bytes += run.bytes;
         sources.push(Source {
             name,
@@ -824,22 +828,6 @@ fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
         .collect())
 }
 
-/// Drops the pages of a consumed memory-mapped chunk from our address space, so that
-/// resident memory does not grow with the size of the mapped inputs (the data stays in
-/// the page cache; nothing reads these bytes again).
-fn release(chunk: &Chunk) {
-    #[cfg(unix)]
-    if let ChunkBytes::Mapped { map, start, end } = &chunk.bytes {
-        // SAFETY: a read-only, file-backed mapping: dropped pages are re-read from the
-        // file if touched again, so no reader can observe anything but the file's bytes.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, *start, end - start)
-        };
-    }
-    #[cfg(not(unix))]
-    let _ = chunk;
-}
-
 /// The single writer of pass 2.
 struct Writer {
     output: Output,
@@ -859,12 +847,6 @@ struct Writer {
 
 impl Writer {
     fn consume(&mut self, name: &str, chunk: &Chunk, joined: Joined) -> Result<Flow> {
-        let flow = self.consume_lines(name, chunk, joined);
-        release(chunk);
-        flow
-    }
-
-    fn consume_lines(&mut self, name: &str, chunk: &Chunk, joined: Joined) -> Result<Flow> {
         self.blank += joined.blank;
         for fact in &joined.facts {
             let dup = match fact.rec {

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::{ErrorMode, Outcome, RejectRoute};
 use crate::batch::request::custom_id_warning;
@@ -420,7 +419,9 @@ impl Writer<'_> {
             let file = if cfg.check {
                 None
             } else {
-                Some(AtomicFile::create(&cfg.out_dir.join(&name))?)
+                let mut f = AtomicFile::create(&cfg.out_dir.join(&name))?;
+                f.hash_contents();
+                Some(f)
             };
             group.open = Some(OpenShard {
                 file,
@@ -463,11 +464,11 @@ impl Writer<'_> {
             let meta = shard.meta;
             let pending = match shard.file {
                 Some(f) => {
-                    // Flushed, fsynced and hashed (from the page cache) off the writer
-                    // thread, while the next shard fills.
+                    // Flushed and fsynced off the writer thread, while the next shard
+                    // fills; the sha256 was computed while writing.
                     Some(std::thread::spawn(move || {
                         let pending = f.finish_pending()?;
-                        let sha = sha256_file(pending.current_path())?;
+                        let sha = pending.sha256_hex().unwrap_or_default().to_string();
                         Ok((pending, sha))
                     }))
                 }
@@ -483,26 +484,6 @@ impl Writer<'_> {
         }
         Ok(())
     }
-}
-
-/// The sha256 of a file, read back (from the page cache) in 1 MiB blocks.
-fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub use crate::io::output::safe_file_name as sanitize;

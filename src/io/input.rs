@@ -73,6 +73,21 @@ pub enum ChunkBytes {
     Owned(Vec<u8>),
 }
 
+/// Drops the pages of a consumed range of a memory-mapped input from this process's
+/// address space, so that resident memory does not grow with the size of the mapped
+/// input (the data stays in the page cache; a later read of these bytes would map them
+/// again from the file, so nothing can ever see other bytes).
+pub fn release_pages(map: &Mmap, range: std::ops::Range<usize>) {
+    #[cfg(unix)]
+    // SAFETY: a read-only, file-backed mapping: dropped pages are re-read from the file
+    // if touched again.
+    let _ = unsafe {
+        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+    };
+    #[cfg(not(unix))]
+    let _ = (map, range);
+}
+
 impl Deref for ChunkBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -139,6 +154,15 @@ impl Line<'_> {
 }
 
 impl Chunk {
+    /// The mapping and byte range behind a memory-mapped chunk (to release its pages
+    /// once consumed); `None` for a chunk read into memory.
+    pub fn mapped_range(&self) -> Option<(Arc<Mmap>, std::ops::Range<usize>)> {
+        match &self.bytes {
+            ChunkBytes::Mapped { map, start, end } => Some((Arc::clone(map), *start..*end)),
+            ChunkBytes::Owned(_) => None,
+        }
+    }
+
     /// The chunk's lines in order.
     pub fn lines(&self) -> Lines<'_> {
         Lines {

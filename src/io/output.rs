@@ -224,6 +224,8 @@ pub struct AtomicFile {
     temp: Option<tempfile::TempPath>,
     encoder: Option<Encoder>,
     bytes_in: u64,
+    /// The SHA-256 of the bytes written, when asked for ([`AtomicFile::hash_contents`]).
+    hasher: Option<sha2::Sha256>,
 }
 
 impl AtomicFile {
@@ -264,6 +266,7 @@ impl AtomicFile {
                 temp: None,
                 encoder: Some(encoder),
                 bytes_in: 0,
+                hasher: None,
             });
         }
         let dir = match dest.parent() {
@@ -300,7 +303,16 @@ impl AtomicFile {
             temp: Some(temp),
             encoder: Some(encoder),
             bytes_in: 0,
+            hasher: None,
         })
+    }
+
+    /// Also computes the SHA-256 of every byte written from now on (before any
+    /// compression), for [`PendingFile::sha256_hex`]. Hashing while writing spares
+    /// reading the file back, which the page-cache window would make a disk read.
+    pub fn hash_contents(&mut self) {
+        use sha2::Digest;
+        self.hasher.get_or_insert_with(sha2::Sha256::new);
     }
 
     pub fn path(&self) -> &Path {
@@ -314,6 +326,9 @@ impl AtomicFile {
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         self.bytes_in += bytes.len() as u64;
+        if let Some(h) = self.hasher.as_mut() {
+            sha2::Digest::update(h, bytes);
+        }
         let res = match self
             .encoder
             .as_mut()
@@ -336,6 +351,13 @@ impl AtomicFile {
     /// that write many files rename them all only once the whole run succeeded.
     pub fn finish_pending(mut self) -> Result<PendingFile> {
         let dest = self.dest.clone();
+        let sha256 = self.hasher.take().map(|h| {
+            let digest = sha2::Digest::finalize(h);
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        });
         let file = match self.encoder.take().expect("AtomicFile committed twice") {
             Encoder::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
             Encoder::Zstd(w) => w
@@ -349,7 +371,11 @@ impl AtomicFile {
         .into_inner();
         let Some(temp) = self.temp.take() else {
             // Written in place (a device or pipe): nothing to sync or rename.
-            return Ok(PendingFile { dest, temp: None });
+            return Ok(PendingFile {
+                dest,
+                temp: None,
+                sha256,
+            });
         };
         if SYNC_ON_COMMIT.load(std::sync::atomic::Ordering::Relaxed) {
             file.sync_all().map_err(|e| Error::io(&dest, e))?;
@@ -358,6 +384,7 @@ impl AtomicFile {
         Ok(PendingFile {
             dest,
             temp: Some(temp),
+            sha256,
         })
     }
 }
@@ -387,12 +414,19 @@ pub struct PendingFile {
     dest: PathBuf,
     /// `None` when the destination was written in place (a device or pipe).
     temp: Option<tempfile::TempPath>,
+    sha256: Option<String>,
 }
 
 impl PendingFile {
     /// Where the complete file is now (its temporary name until committed).
     pub fn current_path(&self) -> &Path {
         self.temp.as_deref().unwrap_or(&self.dest)
+    }
+
+    /// The SHA-256 (lowercase hex) of the bytes written, if [`AtomicFile::hash_contents`]
+    /// was called.
+    pub fn sha256_hex(&self) -> Option<&str> {
+        self.sha256.as_deref()
     }
 
     /// Renames the file into place.

@@ -641,9 +641,38 @@ fn bad_lines_name_file_and_line() {
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("req.jsonl:1:") && err.contains("bad.jsonl at byte offset 0"),
+        err.contains("bad.jsonl:1:0: invalid JSON")
+            && err.contains("(the result for ")
+            && err.contains("req.jsonl:1)"),
         "{err}"
     );
+
+    // Such a line fails the run wherever it is: also when a good duplicate replaces it,
+    // whichever comes first, and when it is an orphan (named by its own line).
+    let sneaky = |id: &str| {
+        format!(
+            r#"{{"id": "x", "custom_id": "{id}", "response": {{"status_code": 200, "body": {{"x": "a{}b"}}}}, "error": null}}"#,
+            '\u{1}'
+        )
+    };
+    let requests = write(&d.path().join("req.jsonl"), &["a", "b"].map(req));
+    for lines in [
+        vec![ok("a", "x"), sneaky("b"), ok("b", "y")],
+        vec![ok("a", "x"), ok("b", "y"), sneaky("b")],
+        vec![ok("a", "x"), ok("b", "y"), sneaky("zz")],
+    ] {
+        let bad = write(&d.path().join("sneaky.jsonl"), &lines);
+        let line = 1 + lines.iter().position(|l| l.contains('\u{1}')).unwrap();
+        let out = d.path().join("sneaky-joined.jsonl");
+        let o = run(&[&requests, &bad, &"-o", &out]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(&format!("sneaky.jsonl:{line}:")) && err.contains("control character"),
+            "{err}"
+        );
+        assert!(!out.exists());
+    }
 
     // Request lines that are not JSON are refused with the byte where that shows: a raw
     // tab inside a string, a missing comma, a second value after the object.

@@ -263,8 +263,9 @@ const FOUND: u32 = 1 << 31;
 const MAX_OFFSET: u64 = 1 << 40;
 const MAX_FILES: usize = 1 << 16;
 
-/// Where one result line is: `loc` packs offset (40 bits), file (16) and ok flag;
-/// `len_found` the line length (31 bits) and the "used by a request" flag.
+/// Where one result line is: `loc` packs offset (40 bits), file (16), the ok flag and
+/// the "fully checked in the index pass" flag; `len_found` the line length (31 bits)
+/// and the "used by a request" flag.
 struct Rec {
     loc: [u32; 2],
     len_found: AtomicU32,
@@ -273,9 +274,12 @@ struct Rec {
 const _: () = assert!(std::mem::size_of::<(Key, Rec)>() == 28);
 
 impl Rec {
-    fn new(file: usize, offset: u64, len: u32, ok: bool) -> Rec {
+    fn new(file: usize, offset: u64, len: u32, ok: bool, checked: bool) -> Rec {
         debug_assert!(offset < MAX_OFFSET && file < MAX_FILES && len < FOUND);
-        let hi = ((offset >> 32) as u32) | ((file as u32) << 8) | (u32::from(ok) << 24);
+        let hi = ((offset >> 32) as u32)
+            | ((file as u32) << 8)
+            | (u32::from(ok) << 24)
+            | (u32::from(checked) << 25);
         Rec {
             loc: [offset as u32, hi],
             len_found: AtomicU32::new(len),
@@ -289,6 +293,10 @@ impl Rec {
     }
     fn ok(&self) -> bool {
         (self.loc[1] >> 24) & 1 == 1
+    }
+    /// Whether the index pass parsed the whole line (not just its head and tail).
+    fn checked(&self) -> bool {
+        (self.loc[1] >> 25) & 1 == 1
     }
     fn len(&self) -> usize {
         (self.len_found.load(Ordering::Relaxed) & !FOUND) as usize
@@ -315,6 +323,42 @@ impl Source {
         buf.clear();
         buf.resize(len, 0);
         read_exact_at(&self.file, buf, offset).map_err(|e| Error::io(&self.name, e))
+    }
+
+    /// The line number of the line starting at `offset` (counted only when reporting
+    /// an error: the index keeps offsets, not line numbers).
+    fn line_at(&self, offset: u64) -> Result<u64> {
+        let mut buf = vec![0u8; 1 << 20];
+        let (mut pos, mut newlines) = (0u64, 0u64);
+        while pos < offset {
+            let n = (offset - pos).min(buf.len() as u64) as usize;
+            read_exact_at(&self.file, &mut buf[..n], pos).map_err(|e| Error::io(&self.name, e))?;
+            newlines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+            pos += n as u64;
+        }
+        Ok(newlines + 1)
+    }
+
+    /// The error for the unusable result line at `offset`.
+    fn bad_line(&self, offset: u64, reason: String) -> Error {
+        match self.line_at(offset) {
+            Ok(line) => Error::BadLine {
+                file: self.name.clone(),
+                line,
+                offset,
+                reason,
+            },
+            Err(e) => e,
+        }
+    }
+
+    /// Reads the result line at `offset` and checks all of it.
+    fn check_line(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<()> {
+        self.read_at(buf, offset, len)?;
+        match parse_result(buf, false) {
+            Ok(_) => Ok(()),
+            Err(reason) => Err(self.bad_line(offset, reason)),
+        }
     }
 }
 
@@ -431,7 +475,8 @@ fn result_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// One pass-1 worker outcome: the entries of a chunk, in order.
 #[derive(Default)]
 struct IndexedChunk {
-    entries: Vec<(Key, u64, u32, bool)>,
+    /// custom_id hash, offset, length, ok, fully checked.
+    entries: Vec<(Key, u64, u32, bool, bool)>,
     blank: u64,
     error: Option<(u64, u64, String)>,
 }
@@ -457,7 +502,7 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
         }
         if let Some(id) = scan_ok_result(line.bytes) {
             out.entries
-                .push((Key::of(id), line.offset, line.len as u32, true));
+                .push((Key::of(id), line.offset, line.len as u32, true, false));
             continue;
         }
         match parse_result(line.bytes, false) {
@@ -466,6 +511,7 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
                 line.offset,
                 line.len as u32,
                 r.outcome.is_ok(),
+                true,
             )),
             Err(reason) => {
                 out.error = fail(reason);
@@ -480,6 +526,9 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
 struct IndexStats {
     results: u64,
     duplicates: u64,
+    /// Results that lost to a duplicate and were only read at both ends: they are
+    /// checked in full after the join pass (file, offset, length).
+    unchecked_losers: Vec<(usize, u64, usize)>,
     blank: u64,
     bytes: u64,
 }
@@ -538,9 +587,9 @@ fn build_index(
             index_chunk,
             |_chunk, ix: IndexedChunk| {
                 stats.blank += ix.blank;
-                for (key, offset, len, ok) in ix.entries {
+                for (key, offset, len, ok, checked) in ix.entries {
                     stats.results += 1;
-                    let rec = Rec::new(file_no, offset, len, ok);
+                    let rec = Rec::new(file_no, offset, len, ok, checked);
                     match index.get_mut(&key) {
                         None => {
                             index.insert(key, rec);
@@ -548,8 +597,17 @@ fn build_index(
                         Some(old) => {
                             stats.duplicates += 1;
                             // A success wins over a failure; otherwise the last one wins.
-                            if ok || !old.ok() {
-                                *old = rec;
+                            let loser = if ok || !old.ok() {
+                                std::mem::replace(old, rec)
+                            } else {
+                                rec
+                            };
+                            if !loser.checked() {
+                                stats.unchecked_losers.push((
+                                    loser.file(),
+                                    loser.offset(),
+                                    loser.len(),
+                                ));
                             }
                         }
                     }
@@ -612,7 +670,27 @@ struct Joined<'i> {
     out: Vec<u8>,
     facts: Vec<Fact<'i>>,
     blank: u64,
+    /// The request line that stopped the chunk (line, offset, reason)...
     error: Option<(u64, u64, String)>,
+    /// ...and, when it was its result line that is unusable, where that is (file,
+    /// offset).
+    bad_result: Option<(usize, u64)>,
+}
+
+/// Why a request line could not be joined: its own fault, or its result line's.
+enum LineError {
+    Request(String),
+    Result {
+        file: usize,
+        offset: u64,
+        reason: String,
+    },
+}
+
+impl From<String> for LineError {
+    fn from(reason: String) -> LineError {
+        LineError::Request(reason)
+    }
 }
 
 struct Ctx<'i> {
@@ -670,8 +748,17 @@ impl<'i> Ctx<'i> {
                     key,
                     code,
                 }),
-                Err(reason) => {
+                Err(LineError::Request(reason)) => {
                     out.error = Some((line.number, line.offset, reason));
+                    break;
+                }
+                Err(LineError::Result {
+                    file,
+                    offset,
+                    reason,
+                }) => {
+                    out.error = Some((line.number, line.offset, reason));
+                    out.bad_result = Some((file, offset));
                     break;
                 }
             }
@@ -686,9 +773,10 @@ impl<'i> Ctx<'i> {
         cut: bool,
         out: &mut Vec<u8>,
         buf: &mut Vec<u8>,
-    ) -> std::result::Result<(Status, bool, Option<&'i Rec>, Key, Option<Box<str>>), String> {
+    ) -> std::result::Result<(Status, bool, Option<&'i Rec>, Key, Option<Box<str>>), LineError>
+    {
         if cut {
-            return Err("request line too long".into());
+            return Err(LineError::Request("request line too long".into()));
         }
         let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);
@@ -712,12 +800,10 @@ impl<'i> Ctx<'i> {
             .map_err(|e| e.to_string())?;
         // The index pass may have read only the head and tail of this line: it is fully
         // checked here.
-        let result = parse_result(buf, true).map_err(|e| {
-            format!(
-                "its result ({} at byte offset {}) is unusable: {e}",
-                source.name,
-                rec.offset()
-            )
+        let result = parse_result(buf, true).map_err(|reason| LineError::Result {
+            file: rec.file(),
+            offset: rec.offset(),
+            reason,
         })?;
         // The raw result line is only checked (and shown) when asked for.
         let result_text = self.want_result.then_some(result.text);
@@ -846,7 +932,13 @@ struct Writer {
 }
 
 impl Writer {
-    fn consume(&mut self, name: &str, chunk: &Chunk, joined: Joined) -> Result<Flow> {
+    fn consume(
+        &mut self,
+        name: &str,
+        chunk: &Chunk,
+        joined: Joined,
+        sources: &[Source],
+    ) -> Result<Flow> {
         self.blank += joined.blank;
         for fact in &joined.facts {
             let dup = match fact.rec {
@@ -899,14 +991,18 @@ impl Writer {
                 }
             }
         }
-        match joined.error {
-            Some((line, offset, reason)) => Err(Error::BadLine {
+        match (joined.error, joined.bad_result) {
+            (Some((line, _, reason)), Some((file, offset))) => {
+                Err(sources[file]
+                    .bad_line(offset, format!("{reason} (the result for {name}:{line})")))
+            }
+            (Some((line, offset, reason)), None) => Err(Error::BadLine {
                 file: name.to_string(),
                 line,
                 offset,
                 reason,
             }),
-            None => Ok(Flow::Continue),
+            (None, _) => Ok(Flow::Continue),
         }
     }
 }
@@ -958,7 +1054,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     };
 
     // Pass 1.
-    let (index, sources, istats) = build_index(&files, &temp_dir, &cfg.engine)?;
+    let (index, sources, mut istats) = build_index(&files, &temp_dir, &cfg.engine)?;
 
     // Pass 2.
     let mut writer = Writer {
@@ -998,30 +1094,42 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
                 let written = writer.output.write_all(&out);
                 ctx.pool.give(out);
                 written?;
-                writer.consume(&name, &chunk, joined)
+                writer.consume(&name, &chunk, joined, &sources)
             },
         )?;
         writer.bytes += stats.bytes;
     }
 
-    // Orphans: results no request used, in file order.
-    let mut orphan_locs: Vec<(usize, u64, usize)> = index
+    // Orphans: results no request used, in file order. Like the results that lost to a
+    // duplicate, they were not read in full by the join pass: those that the index
+    // pass read only at both ends are checked now, so that a broken result line fails
+    // the run wherever it is (and whatever the order of the lines).
+    let mut orphan_locs: Vec<(usize, u64, usize, bool)> = index
         .values()
         .filter(|r| !r.found())
-        .map(|r| (r.file(), r.offset(), r.len()))
+        .map(|r| (r.file(), r.offset(), r.len(), r.checked()))
         .collect();
     orphan_locs.sort_unstable();
     let orphans = orphan_locs.len() as u64;
     let mut orphans_file = side_file(&cfg.orphans)?;
-    if let Some(f) = orphans_file.as_mut() {
-        let mut buf = Vec::new();
-        for &(file, offset, len) in &orphan_locs {
+    let mut buf = Vec::new();
+    for &(file, offset, len, checked) in &orphan_locs {
+        if !checked {
+            sources[file].check_line(&mut buf, offset, len)?;
+        } else if orphans_file.is_some() {
             sources[file].read_at(&mut buf, offset, len)?;
+        }
+        if let Some(f) = orphans_file.as_mut() {
             f.write_all(&buf)?;
             f.write_all(b"\n")?;
         }
     }
     drop(orphan_locs);
+    let mut losers = std::mem::take(&mut istats.unchecked_losers);
+    losers.sort_unstable();
+    for (file, offset, len) in losers {
+        sources[file].check_line(&mut buf, offset, len)?;
+    }
 
     // Commit everything together, only now that the whole run succeeded.
     let Writer {
@@ -1091,18 +1199,18 @@ mod tests {
 
     #[test]
     fn rec_packs_and_unpacks() {
-        let r = Rec::new(65_535, MAX_OFFSET - 1, FOUND - 1, true);
+        let r = Rec::new(65_535, MAX_OFFSET - 1, FOUND - 1, true, true);
         assert_eq!(
-            (r.file(), r.offset(), r.len(), r.ok()),
-            (65_535, MAX_OFFSET - 1, (FOUND - 1) as usize, true)
+            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
+            (65_535, MAX_OFFSET - 1, (FOUND - 1) as usize, true, true)
         );
         assert!(!r.mark_found());
         assert!(r.mark_found());
         assert_eq!(r.len(), (FOUND - 1) as usize);
-        let r = Rec::new(3, 12345, 7, false);
+        let r = Rec::new(3, 12345, 7, false, false);
         assert_eq!(
-            (r.file(), r.offset(), r.len(), r.ok()),
-            (3, 12345, 7, false)
+            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
+            (3, 12345, 7, false, false)
         );
     }
 

@@ -422,6 +422,49 @@ fn stdin_requests_and_fields() {
 }
 
 #[test]
+fn results_from_stdin_and_pipes() {
+    let d = tempfile::tempdir().unwrap();
+    let requests = write(&d.path().join("req.jsonl"), &["a", "b", "c"].map(req));
+    let out_lines = [ok("b", "B"), ok("a", "A")];
+    let errs = write(
+        &d.path().join("err.jsonl"),
+        &[batch_err("c", "batch_expired")],
+    );
+    let from_file = write(&d.path().join("out.jsonl"), &out_lines);
+    let (want, _) = join_to_file(d.path(), &requests, &[&from_file, &errs], &[]);
+    // `-` and `/dev/stdin` (what `<(...)` and `zstd -dc x | batchline join req /dev/stdin`
+    // give) are read once and kept in a temporary copy.
+    for name in ["-", "/dev/stdin"] {
+        let out = d.path().join("piped.jsonl");
+        let mut child = bin()
+            .args(["join", "-q", "-o"])
+            .arg(&out)
+            .arg(&requests)
+            .arg(name)
+            .arg(&errs)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("{}\n", out_lines.join("\n")).as_bytes())
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{name}");
+        assert_eq!(
+            values(&std::fs::read_to_string(&out).unwrap()),
+            want,
+            "{name}"
+        );
+    }
+    // Requests and results cannot both be stdin.
+    let o = run(&[&"-", &"-"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot both be stdin"));
+}
+
+#[test]
 fn zst_results_and_requests() {
     let d = tempfile::tempdir().unwrap();
     let ids: Vec<String> = (0..2000).map(|i| format!("z{i}")).collect();

@@ -409,7 +409,8 @@ impl Read for Tee {
 
 /// Expands directories (recursively, sorted, hidden entries skipped) into their
 /// `*.jsonl`, `*.jsonl.zst` and `*.jsonl.gz` files; drops repeats of the same file.
-fn result_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// `-` (standard input) may be one of them when the requests do not come from there.
+fn result_files(paths: &[PathBuf], requests_from_stdin: bool) -> Result<Vec<PathBuf>> {
     fn is_result_name(name: &str) -> bool {
         let n = name.to_ascii_lowercase();
         [".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz"]
@@ -436,13 +437,39 @@ fn result_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
         }
         Ok(())
     }
+    /// What makes two names the same file: device and inode where there are such
+    /// (this also holds for pipes such as `<(...)` and `/dev/stdin`), else the path.
+    fn identity(path: &Path) -> Result<(u64, u64, Option<PathBuf>)> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::MetadataExt;
+            let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+            Ok((m.dev(), m.ino(), None))
+        }
+        #[cfg(not(unix))]
+        {
+            let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+            Ok((0, 0, Some(canon)))
+        }
+    }
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let mut stdin_seen = false;
     for p in paths {
         if p.as_os_str() == "-" {
-            return Err(Error::Usage(
-                "RESULTS cannot be stdin (`-`): results are read twice".into(),
-            ));
+            if requests_from_stdin {
+                return Err(Error::Usage(
+                    "REQUESTS and RESULTS cannot both be stdin (`-`)".into(),
+                ));
+            }
+            if !cfg!(unix) {
+                return Err(Error::Usage("RESULTS cannot be stdin (`-`) here".into()));
+            }
+            if !stdin_seen {
+                stdin_seen = true;
+                out.push(p.clone());
+            }
+            continue;
         }
         let mut found = Vec::new();
         if p.is_dir() {
@@ -457,8 +484,7 @@ fn result_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
             found.push(p.clone());
         }
         for f in found {
-            let canon = std::fs::canonicalize(&f).map_err(|e| Error::io(&f, e))?;
-            if seen.insert(canon) {
+            if seen.insert(identity(&f)?) {
                 out.push(f);
             }
         }
@@ -543,8 +569,13 @@ fn build_index(
     let mut sources = Vec::with_capacity(files.len());
     let mut stats = IndexStats::default();
     for (file_no, path) in files.iter().enumerate() {
-        let name = path.display().to_string();
-        let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        // Standard input is read (and copied) like any pipe.
+        let (name, opened) = if path.as_os_str() == "-" {
+            ("<stdin>".to_string(), Path::new("/dev/stdin"))
+        } else {
+            (path.display().to_string(), path.as_path())
+        };
+        let file = File::open(opened).map_err(|e| Error::io(&name, e))?;
         let meta = file.metadata().map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             return Err(Error::Other(format!(
@@ -1020,7 +1051,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     if cfg.fields.is_empty() {
         return Err(Error::Usage("--fields: no fields given".into()));
     }
-    let files = result_files(&cfg.results)?;
+    let files = result_files(&cfg.results, cfg.requests.path().is_none())?;
     let requests = request_inputs(&cfg.requests)?;
 
     // Outputs must not overwrite inputs, nor each other.

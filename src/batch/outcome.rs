@@ -434,9 +434,14 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
             if detail {
                 let e = error_object(error);
                 let code = code_of(&e).unwrap_or(Cow::Borrowed("error"));
+                // An error that is not an object (`"error": "boom"`) is its own message.
+                let message = match error {
+                    Some(raw) if !raw.starts_with('{') => Some(raw),
+                    _ => e.message.map(RawValue::get),
+                };
                 Outcome::Failed(Failure {
                     code,
-                    message: e.message.map(RawValue::get),
+                    message,
                     status_code,
                 })
             } else {
@@ -470,7 +475,9 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
                         })
                     }
                 }
-                _ => Outcome::Ok { body },
+                Some(_) => Outcome::Ok { body },
+                // Without a status there is no telling that the request succeeded.
+                None => failed(Cow::Borrowed("missing_status_code")),
             }
         }
     };
@@ -556,6 +563,18 @@ mod tests {
         assert_eq!(code(bare), (false, "http_503".into(), Some(503), true));
         let exp = r#"{"custom_id":"a","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
         assert_eq!(code(exp), (false, "batch_expired".into(), None, true));
+        let no_status = r#"{"custom_id":"a","response":{"body":{}},"error":null}"#;
+        assert_eq!(
+            code(no_status),
+            (false, "missing_status_code".into(), None, false)
+        );
+        let text = r#"{"custom_id":"a","response":null,"error":"boom"}"#;
+        match parse_result(text.as_bytes(), true).unwrap().outcome {
+            Outcome::Failed(f) => {
+                assert_eq!((f.code.as_ref(), f.message), ("error", Some("\"boom\"")))
+            }
+            _ => panic!(),
+        }
     }
 
     #[test]

@@ -519,7 +519,11 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
         }
         let fail = |reason: String| Some((line.number, line.offset, reason));
         if line.is_cut() || line.len >= u64::from(FOUND) {
-            out.error = fail(format!("result line is {} bytes: too long", line.len));
+            out.error = fail(format!(
+                "result line is {} bytes, longer than the limit of {} bytes",
+                line.len,
+                line.bytes.len().min(FOUND as usize - 1)
+            ));
             break;
         }
         if line.offset + line.len >= MAX_OFFSET {
@@ -767,7 +771,12 @@ impl<'i> Ctx<'i> {
             }
             let start = line.bytes.as_ptr() as usize - base;
             let end = start + line.bytes.len();
-            match self.join_line(line.bytes, line.is_cut(), &mut out.out, &mut buf) {
+            match self.join_line(
+                line.bytes,
+                line.is_cut().then_some(line.len),
+                &mut out.out,
+                &mut buf,
+            ) {
                 Ok((status, retry, rec, key, code)) => out.facts.push(Fact {
                     line: line.number,
                     offset: line.offset,
@@ -801,13 +810,16 @@ impl<'i> Ctx<'i> {
     fn join_line(
         &self,
         bytes: &[u8],
-        cut: bool,
+        cut: Option<u64>,
         out: &mut Vec<u8>,
         buf: &mut Vec<u8>,
     ) -> std::result::Result<(Status, bool, Option<&'i Rec>, Key, Option<Box<str>>), LineError>
     {
-        if cut {
-            return Err(LineError::Request("request line too long".into()));
+        if let Some(len) = cut {
+            return Err(LineError::Request(format!(
+                "request line is {len} bytes, longer than the limit of {} bytes",
+                bytes.len()
+            )));
         }
         let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);

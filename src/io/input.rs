@@ -114,6 +114,10 @@ pub struct Chunk {
     /// Set when this chunk is a single line that was too long to hold in memory from a
     /// stream: `bytes` is its beginning and this is its full length without the newline.
     pub oversize_len: Option<u64>,
+    /// The longest line handed out whole: a longer line of a mapped file comes out cut
+    /// like one from a stream (its beginning, and its full length), so that every input
+    /// has the same limit.
+    pub max_line: usize,
 }
 
 /// One input line, without its `\n` or `\r\n` (and without a leading UTF-8 BOM).
@@ -171,6 +175,7 @@ impl Chunk {
             number: self.first_line,
             base: self.offset,
             oversize_len: self.oversize_len,
+            max_line: self.max_line,
         }
     }
 
@@ -190,6 +195,7 @@ pub struct Lines<'a> {
     number: u64,
     base: u64,
     oversize_len: Option<u64>,
+    max_line: usize,
 }
 
 impl<'a> Iterator for Lines<'a> {
@@ -220,6 +226,9 @@ impl<'a> Iterator for Lines<'a> {
             Some(n) => n,
             None => line.len() as u64,
         };
+        if line.len() > self.max_line {
+            line = &line[..self.max_line];
+        }
         Some(Line {
             number,
             offset,
@@ -326,9 +335,9 @@ impl OpenInput {
         }
     }
 
-    /// Turns the input into a sequence of chunks. `max_line` is the longest line kept
-    /// whole from a stream: a longer one becomes a single cut chunk so that memory stays
-    /// bounded (a mapped file keeps every line whole).
+    /// Turns the input into a sequence of chunks. `max_line` is the longest line handed
+    /// out whole: from a stream, a longer one becomes a single cut chunk so that memory
+    /// stays bounded; from a mapped file, it comes out cut the same way.
     pub fn into_chunks(self, max_line: usize) -> ChunkIter {
         match self {
             OpenInput::Mapped { map, name } => ChunkIter::Mapped(MappedChunks {
@@ -337,6 +346,7 @@ impl OpenInput {
                 pos: 0,
                 index: 0,
                 line: 1,
+                max_line: max_line.max(1),
             }),
             OpenInput::Stream { reader, name, .. } => ChunkIter::Stream(StreamChunks {
                 reader,
@@ -375,6 +385,7 @@ pub struct MappedChunks {
     pos: usize,
     index: u64,
     line: u64,
+    max_line: usize,
 }
 
 impl MappedChunks {
@@ -404,6 +415,7 @@ impl MappedChunks {
             },
             line_count: lines,
             oversize_len: None,
+            max_line: self.max_line,
         };
         self.index += 1;
         self.line += lines;
@@ -461,6 +473,7 @@ impl StreamChunks {
             bytes: ChunkBytes::Owned(bytes),
             line_count: lines,
             oversize_len,
+            max_line: self.max_line,
         };
         self.index += 1;
         self.offset += consumed;
@@ -544,5 +557,48 @@ impl StreamChunks {
         // The length reported excludes a `\r` before the newline, as for kept lines.
         let stored_len = len;
         Ok(self.emit(prefix, Some(stored_len), consumed, 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line longer than `max_line` comes out cut (its beginning, its full length) the
+    /// same way from a mapped file as from a stream; shorter lines come out whole.
+    #[test]
+    fn long_lines_are_cut_alike_from_files_and_streams() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        let long = "y".repeat(5000);
+        let text = format!("short\n{long}\nlast");
+        std::fs::write(&path, &text).unwrap();
+        let seen = |input: OpenInput| -> Vec<(u64, u64, usize, bool)> {
+            let mut out = Vec::new();
+            for chunk in input.into_chunks(1000) {
+                let chunk = chunk.unwrap();
+                for line in chunk.lines() {
+                    out.push((line.number, line.len, line.bytes.len(), line.is_cut()));
+                }
+            }
+            out
+        };
+        let mapped = OpenInput::open(&InputSpec::Path(path.clone())).unwrap();
+        assert!(matches!(mapped, OpenInput::Mapped { .. }));
+        let streamed = OpenInput::Stream {
+            reader: Box::new(std::io::Cursor::new(text.into_bytes())),
+            name: "s".into(),
+            known_len: None,
+        };
+        let want = vec![(1, 5, 5, false), (2, 5000, 1000, true), (3, 4, 4, false)];
+        assert_eq!(seen(mapped), want);
+        let streamed = seen(streamed);
+        assert_eq!(streamed.len(), 3);
+        assert_eq!(
+            (streamed[1].0, streamed[1].1, streamed[1].3),
+            (2, 5000, true)
+        );
+        assert_eq!(streamed[0], want[0]);
+        assert_eq!(streamed[2], want[2]);
     }
 }

@@ -30,7 +30,12 @@ pub struct ScanError {
 
 impl fmt::Display for ScanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid JSON: {} at byte {}", self.what, self.at)
+        if self.what.starts_with("duplicate") {
+            // Valid JSON, but a key that may appear once appears again ([`members`]).
+            write!(f, "{} at byte {}", self.what, self.at)
+        } else {
+            write!(f, "invalid JSON: {} at byte {}", self.what, self.at)
+        }
     }
 }
 
@@ -302,6 +307,54 @@ pub fn only_whitespace_after(b: &[u8], end: usize) -> Result<()> {
         return fail(end, "trailing characters after the value");
     }
     Ok(())
+}
+
+/// Scans the object at `at` in `b` (checking all of it) and puts the spans of the
+/// members named in `names` into `slots`; a member that appears twice is an error, as
+/// in a serde struct. `inside(n, at)` may scan the value of member `n` itself (to look
+/// inside it in the same pass) by returning `Some`; `None` scans it plainly.
+pub fn members<const N: usize>(
+    b: &[u8],
+    at: usize,
+    names: [&'static str; N],
+    duplicate: [&'static str; N],
+    slots: &mut [Option<Range<usize>>; N],
+    mut inside: impl FnMut(usize, usize) -> Option<Result<Range<usize>>>,
+) -> Result<Range<usize>> {
+    object(b, at, |key, at| {
+        let inner = &key[1..key.len() - 1];
+        let n = if inner.contains(&b'\\') {
+            names.iter().position(|name| key_is(key, name))
+        } else {
+            names.iter().position(|name| inner == name.as_bytes())
+        };
+        let Some(n) = n else {
+            return Ok(value(b, at)?.end);
+        };
+        if slots[n].is_some() {
+            return Err(ScanError {
+                at,
+                what: duplicate[n],
+            });
+        }
+        let span = match inside(n, at) {
+            Some(scanned) => scanned?,
+            None => value(b, at)?,
+        };
+        let end = span.end;
+        slots[n] = Some(span);
+        Ok(end)
+    })
+}
+
+/// The text of a member's span; `null` counts as absent.
+pub fn non_null<'a>(text: &'a str, span: &Option<Range<usize>>) -> Option<&'a str> {
+    span.clone().map(|r| &text[r]).filter(|v| *v != "null")
+}
+
+/// Whether the value at `at` (whitespace first allowed) is an object.
+pub fn starts_object(b: &[u8], at: usize) -> bool {
+    b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
 }
 
 /// Whether a raw key token (quotes included) names `name`. Keys written with escapes

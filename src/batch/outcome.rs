@@ -16,12 +16,10 @@
 
 use std::borrow::Cow;
 
-use std::ops::Range;
-
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::json_scan::{self, ScanError};
+use crate::json_scan;
 
 /// What a result line holds, borrowed from the line.
 #[derive(Debug)]
@@ -260,57 +258,6 @@ fn code_of<'a>(e: &ErrorObject<'a>) -> Option<Cow<'a, str>> {
     scalar_text(e.code).or_else(|| scalar_text(e.kind))
 }
 
-/// Scans the object at `at` in `b` (checking all of it) and puts the spans of the
-/// members named in `names` into `slots`; a member that appears twice is an error, as
-/// in a serde struct. `inside(n, at)` may scan the value of member `n` itself (to look
-/// inside it in the same pass) by returning `Some`; `None` scans it plainly.
-fn scan_members<const N: usize>(
-    b: &[u8],
-    at: usize,
-    names: [&'static str; N],
-    duplicate: [&'static str; N],
-    slots: &mut [Option<Range<usize>>; N],
-    mut inside: impl FnMut(usize, usize) -> Option<Result<Range<usize>, ScanError>>,
-) -> Result<Range<usize>, ScanError> {
-    json_scan::object(b, at, |key, at| {
-        let Some(n) = names.iter().position(|name| json_scan::key_is(key, name)) else {
-            return Ok(json_scan::value(b, at)?.end);
-        };
-        if slots[n].is_some() {
-            return Err(ScanError {
-                at,
-                what: duplicate[n],
-            });
-        }
-        let span = match inside(n, at) {
-            Some(scanned) => scanned?,
-            None => json_scan::value(b, at)?,
-        };
-        let end = span.end;
-        slots[n] = Some(span);
-        Ok(end)
-    })
-}
-
-/// The text of a member's span; `null` counts as absent.
-fn present<'a>(text: &'a str, span: &Option<Range<usize>>) -> Option<&'a str> {
-    span.clone().map(|r| &text[r]).filter(|v| *v != "null")
-}
-
-/// Whether the value at `at` (whitespace first allowed) is an object.
-fn is_object_at(b: &[u8], at: usize) -> bool {
-    b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
-}
-
-/// Reads a scan error the way the rest of the messages read.
-fn scan_message(e: ScanError) -> String {
-    if e.what.starts_with("duplicate") {
-        format!("{} at byte {}", e.what, e.at)
-    } else {
-        e.to_string()
-    }
-}
-
 /// An optional member that must be an object when present.
 fn object_or_absent<'a>(raw: Option<&'a str>, what: &str) -> Result<Option<&'a str>, String> {
     match raw {
@@ -333,7 +280,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
     let mut top = [None, None, None, None];
     let mut response_members = [None, None];
     let mut result_members = [None, None, None];
-    scan_members(
+    json_scan::members(
         b,
         0,
         ["custom_id", "response", "error", "result"],
@@ -346,7 +293,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
         &mut top,
         |n, at| match n {
             // `response` and `result` are looked into in the same pass.
-            1 if is_object_at(b, at) => Some(scan_members(
+            1 if json_scan::starts_object(b, at) => Some(json_scan::members(
                 b,
                 at,
                 ["status_code", "body"],
@@ -357,7 +304,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
                 &mut response_members,
                 |_, _| None,
             )),
-            3 if is_object_at(b, at) => Some(scan_members(
+            3 if json_scan::starts_object(b, at) => Some(json_scan::members(
                 b,
                 at,
                 ["type", "message", "error"],
@@ -373,8 +320,8 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
         },
     )
     .and_then(|span| json_scan::only_whitespace_after(b, span.end))
-    .map_err(scan_message)?;
-    let [custom_id, response, error, result] = top.each_ref().map(|s| present(text, s));
+    .map_err(|e| e.to_string())?;
+    let [custom_id, response, error, result] = top.each_ref().map(|s| json_scan::non_null(text, s));
     let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
     let response = object_or_absent(response, "response")?;
     let result = object_or_absent(result, "result")?;
@@ -387,7 +334,9 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
     };
     let outcome = if let (Some(_), None) = (result, response) {
         // Anthropic Message Batches result.
-        let [kind, message, error] = result_members.each_ref().map(|s| present(text, s));
+        let [kind, message, error] = result_members
+            .each_ref()
+            .map(|s| json_scan::non_null(text, s));
         let kind = match kind {
             None => return Err("result.type is missing".into()),
             Some(k) => decode_string(k)
@@ -420,7 +369,9 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
         let (status_code, body) = match response {
             None => (None, None),
             Some(_) => {
-                let [status, body] = response_members.each_ref().map(|s| present(text, s));
+                let [status, body] = response_members
+                    .each_ref()
+                    .map(|s| json_scan::non_null(text, s));
                 let status = match status {
                     None => None,
                     Some(s) => Some(s.parse::<u64>().map_err(|_| {
@@ -506,7 +457,7 @@ pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
     let text = utf8(line)?;
     let b = text.as_bytes();
     let mut slots = [None, None, None];
-    scan_members(
+    json_scan::members(
         b,
         0,
         ["custom_id", "body", "record"],
@@ -519,8 +470,8 @@ pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
         |_, _| None,
     )
     .and_then(|span| json_scan::only_whitespace_after(b, span.end))
-    .map_err(scan_message)?;
-    let [custom_id, body, record] = slots.each_ref().map(|s| present(text, s));
+    .map_err(|e| e.to_string())?;
+    let [custom_id, body, record] = slots.each_ref().map(|s| json_scan::non_null(text, s));
     let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
     Ok(RequestSide {
         custom_id_raw,

@@ -1,19 +1,17 @@
 //! Fast, borrowing check of a Batch API request line.
 //!
-//! One pass of serde_json over the line validates all of it as JSON while keeping only
-//! what the commands need: `custom_id`, `method`, `url`, `body.model`, `body.stream`,
-//! the number of embedding inputs, and (only when asked) the raw text of the prompt
-//! fields for token counting. Strings without escapes are borrowed, never copied;
-//! every other value is skipped without building a tree.
+//! One pass of [`json_scan`] over the line validates all of it as JSON while keeping
+//! only what the commands need: `custom_id`, `method`, `url`, `body.model`,
+//! `body.stream`, the number of embedding inputs, and (only when asked) the raw text of
+//! the prompt fields for token counting. Strings without escapes are borrowed, never
+//! copied; every other value is skipped without building a tree.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::Deserialize;
-use serde_json::value::RawValue;
+use std::ops::Range;
 
 use super::endpoint::Endpoint;
+use super::outcome::decode_string;
+use crate::json_scan;
 
 /// What a valid request line holds, borrowed from the line where possible.
 #[derive(Debug)]
@@ -28,295 +26,49 @@ pub struct RequestLine<'a> {
     pub prompt: PromptFields<'a>,
 }
 
-/// Raw JSON of the body fields that carry prompt text.
+/// Raw JSON text of the body fields that carry prompt text.
 #[derive(Debug, Default)]
 pub struct PromptFields<'a> {
-    pub messages: Option<&'a RawValue>,
-    pub input: Option<&'a RawValue>,
-    pub prompt: Option<&'a RawValue>,
-    pub instructions: Option<&'a RawValue>,
+    pub messages: Option<&'a str>,
+    pub input: Option<&'a str>,
+    pub prompt: Option<&'a str>,
+    pub instructions: Option<&'a str>,
 }
 
-/// The JSON type of a field we expected to be a string, or the string.
-enum Field<'a> {
-    Str(Cow<'a, str>),
-    Other(&'static str),
-}
-
-impl<'de> Deserialize<'de> for Field<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(FieldVisitor)
+/// A value we expected to be a string: the decoded string, or what it was instead.
+fn string_or_kind(raw: Option<&str>) -> Result<Cow<'_, str>, &'static str> {
+    match raw {
+        None => Err("missing"),
+        Some(r) if r.starts_with('"') => decode_string(r).ok_or("an invalid string"),
+        Some(r) => Err(kind_of(r)),
     }
 }
 
-struct FieldVisitor;
-
-impl<'de> Visitor<'de> for FieldVisitor {
-    type Value = Field<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Field<'de>, E> {
-        Ok(Field::Str(Cow::Borrowed(v)))
-    }
-    fn visit_str<E>(self, v: &str) -> Result<Field<'de>, E> {
-        Ok(Field::Str(Cow::Owned(v.to_owned())))
-    }
-    fn visit_string<E>(self, v: String) -> Result<Field<'de>, E> {
-        Ok(Field::Str(Cow::Owned(v)))
-    }
-    fn visit_bool<E>(self, v: bool) -> Result<Field<'de>, E> {
-        Ok(Field::Other(if v { "true" } else { "false" }))
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Field<'de>, E> {
-        Ok(Field::Other("a number"))
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Field<'de>, E> {
-        Ok(Field::Other("a number"))
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Field<'de>, E> {
-        Ok(Field::Other("a number"))
-    }
-    fn visit_unit<E>(self) -> Result<Field<'de>, E> {
-        Ok(Field::Other("null"))
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field<'de>, A::Error> {
-        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-        Ok(Field::Other("an object"))
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Field<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Field::Other("an array"))
-    }
-}
-
-/// The top-level object's fields, as found.
-#[derive(Default)]
-struct Found<'a> {
-    custom_id: Option<Field<'a>>,
-    method: Option<Field<'a>>,
-    url: Option<Field<'a>>,
-    body: Option<Body<'a>>,
-}
-
-#[derive(Default)]
-struct Body<'a> {
-    is_object: bool,
-    kind: &'static str,
-    model: Option<Field<'a>>,
-    stream_true: bool,
-    inputs: u64,
-    prompt: PromptFields<'a>,
-}
-
-struct LineVisitor {
-    want_prompt: bool,
-}
-
-fn dup<E: de::Error>(key: &str) -> E {
-    E::custom(format_args!("duplicate key \"{key}\""))
-}
-
-impl<'de> Visitor<'de> for LineVisitor {
-    type Value = Found<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found<'de>, A::Error> {
-        let mut found = Found::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "custom_id" => {
-                    if found.custom_id.replace(map.next_value()?).is_some() {
-                        return Err(dup("custom_id"));
-                    }
-                }
-                "method" => {
-                    if found.method.replace(map.next_value()?).is_some() {
-                        return Err(dup("method"));
-                    }
-                }
-                "url" => {
-                    if found.url.replace(map.next_value()?).is_some() {
-                        return Err(dup("url"));
-                    }
-                }
-                "body" => {
-                    let body = map.next_value_seed(BodySeed {
-                        want_prompt: self.want_prompt,
-                    })?;
-                    if found.body.replace(body).is_some() {
-                        return Err(dup("body"));
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(found)
-    }
-}
-
-struct BodySeed {
-    want_prompt: bool,
-}
-
-impl<'de> DeserializeSeed<'de> for BodySeed {
-    type Value = Body<'de>;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Body<'de>, D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for BodySeed {
-    type Value = Body<'de>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Body<'de>, A::Error> {
-        let mut body = Body {
-            is_object: true,
-            kind: "an object",
-            ..Body::default()
-        };
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-            match key.as_ref() {
-                "model" => {
-                    if body.model.replace(map.next_value()?).is_some() {
-                        return Err(dup("body.model"));
-                    }
-                }
-                "stream" => {
-                    body.stream_true = matches!(map.next_value::<Field>()?, Field::Other("true"))
-                }
-                "input" => {
-                    if self.want_prompt {
-                        let raw: &'de RawValue = map.next_value()?;
-                        body.inputs = count_inputs(raw);
-                        body.prompt.input = Some(raw);
-                    } else {
-                        body.inputs = map.next_value::<InputCount>()?.0;
-                    }
-                }
-                "messages" if self.want_prompt => body.prompt.messages = Some(map.next_value()?),
-                "prompt" if self.want_prompt => body.prompt.prompt = Some(map.next_value()?),
-                "instructions" if self.want_prompt => {
-                    body.prompt.instructions = Some(map.next_value()?)
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        Ok(body)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body<'de>, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(Body {
-            kind: "an array",
-            ..Body::default()
-        })
-    }
-    fn visit_str<E>(self, _: &str) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "a string",
-            ..Body::default()
-        })
-    }
-    fn visit_bool<E>(self, _: bool) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "a boolean",
-            ..Body::default()
-        })
-    }
-    fn visit_i64<E>(self, _: i64) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "a number",
-            ..Body::default()
-        })
-    }
-    fn visit_u64<E>(self, _: u64) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "a number",
-            ..Body::default()
-        })
-    }
-    fn visit_f64<E>(self, _: f64) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "a number",
-            ..Body::default()
-        })
-    }
-    fn visit_unit<E>(self) -> Result<Body<'de>, E> {
-        Ok(Body {
-            kind: "null",
-            ..Body::default()
-        })
+fn kind_of(raw: &str) -> &'static str {
+    match raw.as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'n') => "null",
+        Some(b't') => "true",
+        Some(b'f') => "false",
+        Some(b'"') => "a string",
+        _ => "a number",
     }
 }
 
 /// Number of embedding inputs in `input`: each element of an array of strings or of
-/// token arrays; a string or a single token array (array of numbers) is one.
-struct InputCount(u64);
-
-impl<'de> Deserialize<'de> for InputCount {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = InputCount;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an input")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<InputCount, A::Error> {
-                let mut n = 0u64;
-                let mut numbers = false;
-                while let Some(kind) = seq.next_element::<Field>()? {
-                    if n == 0 && matches!(kind, Field::Other("a number")) {
-                        numbers = true;
-                    }
-                    n += 1;
-                }
-                Ok(InputCount(if numbers { 1 } else { n }))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<InputCount, A::Error> {
-                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(InputCount(1))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<InputCount, E> {
-                Ok(InputCount(1))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<InputCount, E> {
-                Ok(InputCount(1))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<InputCount, E> {
-                Ok(InputCount(1))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<InputCount, E> {
-                Ok(InputCount(1))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<InputCount, E> {
-                Ok(InputCount(1))
-            }
-            fn visit_unit<E>(self) -> Result<InputCount, E> {
-                Ok(InputCount(0))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-fn count_inputs(raw: &RawValue) -> u64 {
-    serde_json::from_str::<InputCount>(raw.get())
-        .map(|c| c.0)
-        .unwrap_or(1)
-}
-
-fn describe(field: &Option<Field>) -> &'static str {
-    match field {
-        None => "missing",
-        Some(Field::Str(_)) => "a string",
-        Some(Field::Other(kind)) => kind,
+/// token arrays; a string or a single token array (array of numbers) is one; null none.
+fn count_inputs(line: &str, span: Range<usize>) -> u64 {
+    match line.as_bytes()[span.start] {
+        b'n' => 0,
+        b'[' => match crate::json_text::array_elements(line, span) {
+            Some(items) => match items.first() {
+                Some(first) if matches!(line.as_bytes()[first.start], b'-' | b'0'..=b'9') => 1,
+                _ => items.len() as u64,
+            },
+            None => 1,
+        },
+        _ => 1,
     }
 }
 
@@ -324,33 +76,67 @@ fn describe(field: &Option<Field>) -> &'static str {
 /// reason it is not a valid Batch API request line. `want_prompt` keeps the raw prompt
 /// fields for token counting.
 pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, String> {
-    let mut de = serde_json::Deserializer::from_str(line);
-    let found = de
-        .deserialize_map(LineVisitor { want_prompt })
-        .and_then(|f| de.end().map(|_| f))
-        .map_err(|e| format!("invalid JSON: {e}"))?;
-    let custom_id = match found.custom_id {
-        Some(Field::Str(s)) if !s.is_empty() => s,
-        Some(Field::Str(_)) => return Err("custom_id is empty".into()),
-        ref other => {
+    let b = line.as_bytes();
+    let mut top = [None, None, None, None];
+    let mut body = [None, None, None, None, None, None];
+    json_scan::members(
+        b,
+        0,
+        ["custom_id", "method", "url", "body"],
+        [
+            "duplicate key `custom_id`",
+            "duplicate key `method`",
+            "duplicate key `url`",
+            "duplicate key `body`",
+        ],
+        &mut top,
+        |n, at| {
+            (n == 3 && json_scan::starts_object(b, at)).then(|| {
+                json_scan::members(
+                    b,
+                    at,
+                    [
+                        "model",
+                        "stream",
+                        "input",
+                        "messages",
+                        "prompt",
+                        "instructions",
+                    ],
+                    [
+                        "duplicate key `body.model`",
+                        "duplicate key `body.stream`",
+                        "duplicate key `body.input`",
+                        "duplicate key `body.messages`",
+                        "duplicate key `body.prompt`",
+                        "duplicate key `body.instructions`",
+                    ],
+                    &mut body,
+                    |_, _| None,
+                )
+            })
+        },
+    )
+    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .map_err(|e| e.to_string())?;
+    let text = |span: &Option<Range<usize>>| span.clone().map(|r| &line[r]);
+    let [custom_id, method, url, body_raw] = top.each_ref().map(text);
+    let custom_id = match string_or_kind(custom_id) {
+        Ok(s) if !s.is_empty() => s,
+        Ok(_) => return Err("custom_id is empty".into()),
+        Err(kind) => {
             return Err(format!(
-                "custom_id must be a non-empty string, found {}",
-                describe(other)
+                "custom_id must be a non-empty string, found {kind}"
             ))
         }
     };
-    match &found.method {
-        Some(Field::Str(m)) if m == "POST" => {}
-        Some(Field::Str(m)) => return Err(format!("method must be \"POST\", found \"{m}\"")),
-        other => {
-            return Err(format!(
-                "method must be \"POST\", found {}",
-                describe(other)
-            ))
-        }
+    match string_or_kind(method) {
+        Ok(m) if m == "POST" => {}
+        Ok(m) => return Err(format!("method must be \"POST\", found \"{m}\"")),
+        Err(kind) => return Err(format!("method must be \"POST\", found {kind}")),
     }
-    let (url, endpoint) = match found.url {
-        Some(Field::Str(u)) => match Endpoint::from_url(&u) {
+    let (url, endpoint) = match string_or_kind(url) {
+        Ok(u) => match Endpoint::from_url(&u) {
             Some(e) => (u, e),
             None => {
                 return Err(format!(
@@ -359,33 +145,40 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
                 ))
             }
         },
-        ref other => return Err(format!("url must be a string, found {}", describe(other))),
+        Err(kind) => return Err(format!("url must be a string, found {kind}")),
     };
-    let body = match found.body {
-        Some(b) if b.is_object => b,
-        Some(b) => return Err(format!("body must be an object, found {}", b.kind)),
+    match body_raw {
+        Some(r) if r.starts_with('{') => {}
+        Some(r) => return Err(format!("body must be an object, found {}", kind_of(r))),
         None => return Err("body must be an object, found missing".into()),
+    }
+    let [model, stream, input, messages, prompt, instructions] = body.each_ref().map(text);
+    let model = match string_or_kind(model) {
+        Ok(m) if !m.is_empty() => m,
+        Ok(_) => return Err("body.model is empty".into()),
+        Err(kind) => return Err(format!("body.model must be a string, found {kind}")),
     };
-    let model = match body.model {
-        Some(Field::Str(m)) if !m.is_empty() => m,
-        Some(Field::Str(_)) => return Err("body.model is empty".into()),
-        ref other => {
-            return Err(format!(
-                "body.model must be a string, found {}",
-                describe(other)
-            ))
-        }
-    };
-    if body.stream_true {
+    if stream == Some("true") {
         return Err("body.stream is true: streaming is not allowed in a batch".into());
     }
+    let inputs = body[2].clone().map_or(0, |span| count_inputs(line, span));
+    let prompt = if want_prompt {
+        PromptFields {
+            messages,
+            input,
+            prompt,
+            instructions,
+        }
+    } else {
+        PromptFields::default()
+    };
     Ok(RequestLine {
         custom_id,
         endpoint,
         url,
         model,
-        inputs: body.inputs,
-        prompt: body.prompt,
+        inputs,
+        prompt,
     })
 }
 

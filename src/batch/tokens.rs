@@ -68,9 +68,7 @@ impl Encoding {
 /// Prompt tokens of a request line parsed with `want_prompt`.
 pub fn prompt_tokens(req: &RequestLine) -> u64 {
     let enc = Encoding::for_model(&req.model);
-    let parse = |raw: Option<&serde_json::value::RawValue>| {
-        raw.and_then(|r| serde_json::from_str::<Value>(r.get()).ok())
-    };
+    let parse = |raw: Option<&str>| raw.and_then(|r| serde_json::from_str::<Value>(r).ok());
     match req.endpoint {
         Endpoint::ChatCompletions => {
             parse(req.prompt.messages).map_or(0, |m| messages_tokens(enc, &m) + 3)

@@ -420,7 +420,7 @@ impl Writer<'_> {
                 None
             } else {
                 let mut f = AtomicFile::create(&cfg.out_dir.join(&name))?;
-                f.hash_contents();
+                f.hash_contents()?;
                 Some(f)
             };
             group.open = Some(OpenShard {

@@ -198,8 +198,103 @@ impl<W: Write> Write for Streamed<W> {
     }
 }
 
+/// Size of the buffers a [`WriteBehind`] fills and hands to its thread.
+const BEHIND_BUF: usize = 1 << 20;
+
+/// Writes and hashes a file on a thread of its own: the caller only copies bytes into a
+/// buffer, and full buffers go to the thread, which hashes them (SHA-256), writes them
+/// and hands them back. At most four buffers exist per file, so memory stays bounded.
+/// Used for shard files, where hashing and the kernel's copy would otherwise run on the
+/// one thread that orders all the output.
+struct WriteBehind {
+    buf: Vec<u8>,
+    full: Option<crossbeam_channel::Sender<Vec<u8>>>,
+    empty: crossbeam_channel::Receiver<Vec<u8>>,
+    thread: Option<std::thread::JoinHandle<io::Result<(Streamed<File>, String)>>>,
+}
+
+impl WriteBehind {
+    fn start(mut out: Streamed<File>) -> WriteBehind {
+        let (full_tx, full_rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+        let (empty_tx, empty_rx) = crossbeam_channel::bounded::<Vec<u8>>(2);
+        let thread = std::thread::spawn(move || {
+            use sha2::Digest;
+            let mut hasher = sha2::Sha256::new();
+            for mut buf in full_rx {
+                hasher.update(&buf);
+                out.write_all(&buf)?;
+                buf.clear();
+                let _ = empty_tx.try_send(buf);
+            }
+            out.flush()?;
+            let hex = hasher
+                .finalize()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            Ok((out, hex))
+        });
+        WriteBehind {
+            buf: Vec::with_capacity(BEHIND_BUF),
+            full: Some(full_tx),
+            empty: empty_rx,
+            thread: Some(thread),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= BEHIND_BUF {
+            self.send()?;
+        }
+        Ok(())
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let next = self
+            .empty
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(BEHIND_BUF));
+        let full = std::mem::replace(&mut self.buf, next);
+        let sent = self.full.as_ref().map(|tx| tx.send(full).is_ok());
+        if sent != Some(true) {
+            // The thread stopped on an error (a full disk): report it.
+            return Err(self
+                .stop()
+                .err()
+                .unwrap_or_else(|| io::Error::other("the writing thread stopped")));
+        }
+        Ok(())
+    }
+
+    /// Waits for the thread; returns the file and the SHA-256 of all bytes written.
+    fn finish(mut self) -> io::Result<(Streamed<File>, String)> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        self.stop()
+    }
+
+    fn stop(&mut self) -> io::Result<(Streamed<File>, String)> {
+        drop(self.full.take());
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(done)) => done,
+            Some(Err(_)) => Err(io::Error::other("the writing thread panicked")),
+            None => Err(io::Error::other("the writing thread already stopped")),
+        }
+    }
+}
+
+impl Drop for WriteBehind {
+    fn drop(&mut self) {
+        // Abandoned (an error elsewhere): let the thread end before the file goes.
+        let _ = self.stop();
+    }
+}
+
 enum Encoder {
     Plain(BufWriter<Streamed<File>>),
+    Behind(WriteBehind),
     Zstd(zstd::stream::write::Encoder<'static, BufWriter<Streamed<File>>>),
     Gzip(flate2::write::GzEncoder<BufWriter<Streamed<File>>>),
 }
@@ -310,9 +405,22 @@ impl AtomicFile {
     /// Also computes the SHA-256 of every byte written from now on (before any
     /// compression), for [`PendingFile::sha256_hex`]. Hashing while writing spares
     /// reading the file back, which the page-cache window would make a disk read.
-    pub fn hash_contents(&mut self) {
+    ///
+    /// A plain file is then written and hashed on a thread of its own ([`WriteBehind`]);
+    /// a compressed one is hashed here.
+    pub fn hash_contents(&mut self) -> Result<()> {
         use sha2::Digest;
+        if self.bytes_in == 0 {
+            if let Some(Encoder::Plain(w)) = self.encoder.take() {
+                let out = w
+                    .into_inner()
+                    .map_err(|e| Error::io(&self.dest, e.into_error()))?;
+                self.encoder = Some(Encoder::Behind(WriteBehind::start(out)));
+                return Ok(());
+            }
+        }
         self.hasher.get_or_insert_with(sha2::Sha256::new);
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
@@ -335,6 +443,7 @@ impl AtomicFile {
             .expect("AtomicFile written after commit")
         {
             Encoder::Plain(w) => w.write_all(bytes),
+            Encoder::Behind(w) => w.write_all(bytes),
             Encoder::Zstd(w) => w.write_all(bytes),
             Encoder::Gzip(w) => w.write_all(bytes),
         };
@@ -351,7 +460,7 @@ impl AtomicFile {
     /// that write many files rename them all only once the whole run succeeded.
     pub fn finish_pending(mut self) -> Result<PendingFile> {
         let dest = self.dest.clone();
-        let sha256 = self.hasher.take().map(|h| {
+        let mut sha256 = self.hasher.take().map(|h| {
             let digest = sha2::Digest::finalize(h);
             digest
                 .iter()
@@ -360,6 +469,10 @@ impl AtomicFile {
         });
         let file = match self.encoder.take().expect("AtomicFile committed twice") {
             Encoder::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
+            Encoder::Behind(w) => w.finish().map(|(out, hex)| {
+                sha256 = Some(hex);
+                out
+            }),
             Encoder::Zstd(w) => w
                 .finish()
                 .and_then(|b| b.into_inner().map_err(|e| e.into_error())),

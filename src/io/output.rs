@@ -410,7 +410,7 @@ impl AtomicFile {
     /// a compressed one is hashed here.
     pub fn hash_contents(&mut self) -> Result<()> {
         use sha2::Digest;
-        if self.bytes_in == 0 {
+        if self.bytes_in == 0 && matches!(self.encoder, Some(Encoder::Plain(_))) {
             if let Some(Encoder::Plain(w)) = self.encoder.take() {
                 let out = w
                     .into_inner()
@@ -632,6 +632,55 @@ pub fn ensure_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
 mod tests {
     use super::*;
     use std::os::unix::io::AsRawFd;
+
+    /// A hashed file is written on its own thread: every byte arrives, in order, and
+    /// the hash is that of the file; a compressed one is hashed before compression.
+    #[test]
+    fn hashed_files_keep_every_byte_and_hash_them() {
+        use sha2::Digest;
+        let dir = tempfile::tempdir().unwrap();
+        let mut want = Vec::new();
+        for i in 0..40_000u32 {
+            want.extend_from_slice(
+                format!(
+                    "{{\"n\": {i}, \"pad\": \"{}\"}}\n",
+                    "p".repeat((i % 97) as usize)
+                )
+                .as_bytes(),
+            );
+        }
+        let hex = |b: &[u8]| -> String {
+            sha2::Sha256::digest(b)
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect()
+        };
+        for name in ["plain.jsonl", "packed.jsonl.zst"] {
+            let path = dir.path().join(name);
+            let mut f = AtomicFile::create(&path).unwrap();
+            f.hash_contents().unwrap();
+            for piece in want.chunks(7_777) {
+                f.write_all(piece).unwrap();
+            }
+            let pending = f.finish_pending().unwrap();
+            assert_eq!(pending.sha256_hex(), Some(hex(&want).as_str()), "{name}");
+            pending.commit().unwrap();
+            let got = std::fs::read(&path).unwrap();
+            let got = if name.ends_with(".zst") {
+                zstd::decode_all(&got[..]).unwrap()
+            } else {
+                got
+            };
+            assert_eq!(got, want, "{name}");
+        }
+        // Dropped unfinished: the thread ends and nothing is left behind.
+        let path = dir.path().join("dropped.jsonl");
+        let mut f = AtomicFile::create(&path).unwrap();
+        f.hash_contents().unwrap();
+        f.write_all(&want).unwrap();
+        drop(f);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
 
     /// Bytes written through a small window (so that it steps, syncs and drops many
     /// times) come out whole and in order, also after what the file already held.

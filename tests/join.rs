@@ -458,10 +458,34 @@ fn results_from_stdin_and_pipes() {
             "{name}"
         );
     }
-    // Requests and results cannot both be stdin.
-    let o = run(&[&"-", &"-"]);
+    // Stdin redirected from a regular file is mapped like any file.
+    let out = d.path().join("redirected.jsonl");
+    let o = bin()
+        .args(["join", "-q", "-o"])
+        .arg(&out)
+        .arg(&requests)
+        .arg("-")
+        .arg(&errs)
+        .stdin(std::fs::File::open(&from_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(values(&std::fs::read_to_string(&out).unwrap()), want);
+    // Requests and results cannot both be stdin, nor one file be both.
+    for args in [vec!["-", "-"], vec!["/dev/stdin", "-"]] {
+        let o = bin()
+            .arg("join")
+            .args(&args)
+            .stdin(std::fs::File::open(&from_file).unwrap())
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("given both as REQUESTS and as RESULTS")
+        );
+    }
+    let o = run(&[&requests, &requests]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot both be stdin"));
 }
 
 #[test]

@@ -162,9 +162,16 @@ pub fn scan_ok_result(line: &[u8]) -> Option<&str> {
         p.ws();
         p.byte(b',')?;
     }
+    // The line must end with the member `"error": null` itself: the byte before its
+    // key (spaces aside) is the comma that ends the previous member, so that a string
+    // ending in `\"error` cannot pass for it.
     let tail = line.trim_ascii_end();
-    let ok_tail = tail.ends_with(b"\"error\": null}") || tail.ends_with(b"\"error\":null}");
-    if ok_tail {
+    let key_at = [&b"\"error\": null}"[..], &b"\"error\":null}"[..]]
+        .iter()
+        .find(|t| tail.ends_with(t))
+        .map(|t| tail.len() - t.len())?;
+    let before = tail[..key_at].trim_ascii_end();
+    if before.last() == Some(&b',') {
         id
     } else {
         None
@@ -562,6 +569,10 @@ mod tests {
             (
                 r#"{"id":"a\"b","custom_id":"y","response":{"status_code":201},"error":null}"#,
                 Some("y"),
+            ),
+            (
+                r#"{"custom_id":"x","response":{"status_code":200,"body":{}},"error":{"code":"c"},"y\"error":null}"#,
+                None,
             ),
         ];
         for (line, want) in cases {

@@ -382,11 +382,17 @@ impl Ctx<'_> {
                 index: None,
             };
             let lossy;
-            let text = match simdutf8::basic::from_utf8(line.bytes)
-                .map_err(|_| std::str::from_utf8(line.bytes).unwrap_err())
-            {
-                Ok(t) if !line.is_cut() => Ok(t),
-                Ok(_) => Err((
+            // A cut line may end inside a character: it is too long, not broken.
+            let checked = if line.is_cut() {
+                Ok(None)
+            } else {
+                simdutf8::basic::from_utf8(line.bytes)
+                    .map(Some)
+                    .map_err(|_| std::str::from_utf8(line.bytes).unwrap_err())
+            };
+            let text = match checked {
+                Ok(Some(t)) => Ok(t),
+                Ok(None) => Err((
                     "line_too_long",
                     format!(
                         "the line is {} bytes, longer than this run keeps in memory",

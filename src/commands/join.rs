@@ -410,7 +410,7 @@ impl Read for Tee {
 /// Expands directories (recursively, sorted, hidden entries skipped) into their
 /// `*.jsonl`, `*.jsonl.zst` and `*.jsonl.gz` files; drops repeats of the same file.
 /// `-` (standard input) may be one of them when the requests do not come from there.
-fn result_files(paths: &[PathBuf], requests_from_stdin: bool) -> Result<Vec<PathBuf>> {
+fn result_files(paths: &[PathBuf], requests: &InputSpec) -> Result<Vec<PathBuf>> {
     fn is_result_name(name: &str) -> bool {
         let n = name.to_ascii_lowercase();
         [".jsonl", ".jsonl.zst", ".jsonl.zstd", ".jsonl.gz"]
@@ -452,23 +452,33 @@ fn result_files(paths: &[PathBuf], requests_from_stdin: bool) -> Result<Vec<Path
             Ok((0, 0, Some(canon)))
         }
     }
+    let stdin = Path::new("/dev/stdin");
+    let requests_id = match requests {
+        InputSpec::Stdin => identity(stdin).ok(),
+        InputSpec::Path(p) if !p.is_dir() => identity(p).ok(),
+        InputSpec::Path(_) => None,
+    };
     let mut out = Vec::new();
     let mut seen = HashSet::new();
-    let mut stdin_seen = false;
+    let mut take = |f: &Path, id: (u64, u64, Option<PathBuf>)| -> Result<()> {
+        if requests_id.as_ref() == Some(&id) {
+            return Err(Error::Usage(format!(
+                "{}: given both as REQUESTS and as RESULTS (for stdin: `-` can be only one of them)",
+                f.display()
+            )));
+        }
+        if seen.insert(id) {
+            out.push(f.to_path_buf());
+        }
+        Ok(())
+    };
     for p in paths {
         if p.as_os_str() == "-" {
-            if requests_from_stdin {
-                return Err(Error::Usage(
-                    "REQUESTS and RESULTS cannot both be stdin (`-`)".into(),
-                ));
-            }
             if !cfg!(unix) {
                 return Err(Error::Usage("RESULTS cannot be stdin (`-`) here".into()));
             }
-            if !stdin_seen {
-                stdin_seen = true;
-                out.push(p.clone());
-            }
+            let id = identity(stdin)?;
+            take(p, id)?;
             continue;
         }
         let mut found = Vec::new();
@@ -484,9 +494,8 @@ fn result_files(paths: &[PathBuf], requests_from_stdin: bool) -> Result<Vec<Path
             found.push(p.clone());
         }
         for f in found {
-            if seen.insert(identity(&f)?) {
-                out.push(f);
-            }
+            let id = identity(&f)?;
+            take(&f, id)?;
         }
     }
     if out.len() > MAX_FILES {
@@ -507,7 +516,7 @@ struct IndexedChunk {
     error: Option<(u64, u64, String)>,
 }
 
-fn index_chunk(chunk: &Chunk) -> IndexedChunk {
+fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
     let mut out = IndexedChunk {
         entries: Vec::with_capacity(chunk.line_count as usize),
         ..Default::default()
@@ -522,7 +531,7 @@ fn index_chunk(chunk: &Chunk) -> IndexedChunk {
             out.error = fail(format!(
                 "result line is {} bytes, longer than the limit of {} bytes",
                 line.len,
-                line.bytes.len().min(FOUND as usize - 1)
+                max_line.min(FOUND as usize - 1)
             ));
             break;
         }
@@ -588,8 +597,12 @@ fn build_index(
         }
         let compression = Compression::from_name(&name);
         let (input, readable) = if compression == Compression::None && meta.is_file() {
-            // Mapped (no copy); each chunk's pages are released once consumed.
-            (OpenInput::open(&InputSpec::Path(path.clone()))?, file)
+            // Mapped (no copy); each chunk's pages are released once consumed. (Also
+            // stdin when it is a regular file: `join req.jsonl - < out.jsonl`.)
+            (
+                OpenInput::open(&InputSpec::Path(opened.to_path_buf()))?,
+                file,
+            )
         } else {
             let temp = tempfile::tempfile_in(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
             let copy = temp.try_clone().map_err(|e| Error::io(temp_dir, e))?;
@@ -619,7 +632,7 @@ fn build_index(
         let run = engine::run(
             input,
             engine_cfg,
-            index_chunk,
+            |chunk| index_chunk(chunk, engine_cfg.max_line),
             |_chunk, ix: IndexedChunk| {
                 stats.blank += ix.blank;
                 for (key, offset, len, ok, checked) in ix.entries {
@@ -734,6 +747,8 @@ struct Ctx<'i> {
     fields: &'i [Field],
     want_result: bool,
     retry_all: bool,
+    /// The longest line read whole (for the message about longer ones).
+    max_line: usize,
     /// Output buffers recycled from the writer (no fresh pages per chunk).
     pool: BufferPool,
 }
@@ -818,7 +833,7 @@ impl<'i> Ctx<'i> {
         if let Some(len) = cut {
             return Err(LineError::Request(format!(
                 "request line is {len} bytes, longer than the limit of {} bytes",
-                bytes.len()
+                self.max_line
             )));
         }
         let req = parse_request_side(bytes)?;
@@ -1063,7 +1078,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     if cfg.fields.is_empty() {
         return Err(Error::Usage("--fields: no fields given".into()));
     }
-    let files = result_files(&cfg.results, cfg.requests.path().is_none())?;
+    let files = result_files(&cfg.results, &cfg.requests)?;
     let requests = request_inputs(&cfg.requests)?;
 
     // Outputs must not overwrite inputs, nor each other.
@@ -1121,6 +1136,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         fields: &cfg.fields,
         want_result: cfg.fields.contains(&Field::Result),
         retry_all: cfg.retry_all,
+        max_line: cfg.engine.max_line,
         pool: BufferPool::default(),
     };
     for spec in &requests {

@@ -101,7 +101,14 @@ impl<W: Write> Streamed<W> {
                 let mut st: libc::stat = std::mem::zeroed();
                 let regular =
                     libc::fstat(fd, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
-                let at = libc::lseek(fd, 0, libc::SEEK_CUR);
+                // In append mode the offset only moves at the first write: start at
+                // the end, so that what the file held before is left alone.
+                let appending = libc::fcntl(fd, libc::F_GETFL) & libc::O_APPEND != 0;
+                let at = if appending {
+                    st.st_size
+                } else {
+                    libc::lseek(fd, 0, libc::SEEK_CUR)
+                };
                 (regular && at >= 0).then_some(Window {
                     fd,
                     step,
@@ -132,29 +139,50 @@ impl<W: Write> Streamed<W> {
 
 #[cfg(target_os = "linux")]
 impl Window {
-    fn advance(&mut self) -> bool {
+    /// One step: start writeback of what was written since the last step, wait for and
+    /// drop what is more than `keep` bytes behind. `Ok(false)`: the file system cannot
+    /// do this (stop trying). A failed writeback is an error of the output: it must not
+    /// be swallowed here, since the kernel reports it only once.
+    fn advance(&mut self) -> io::Result<bool> {
+        fn unsupported(e: &io::Error) -> bool {
+            matches!(
+                e.raw_os_error(),
+                Some(libc::ENOSYS | libc::EINVAL | libc::ESPIPE | libc::EOPNOTSUPP)
+            )
+        }
+        let check = |rc: libc::c_int| -> io::Result<bool> {
+            if rc == 0 {
+                return Ok(true);
+            }
+            let e = io::Error::last_os_error();
+            if unsupported(&e) {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        };
         // SAFETY: these calls take a descriptor and offsets only; the descriptor stays
         // open for as long as the writer that owns this window.
         unsafe {
             let end = libc::lseek(self.fd, 0, libc::SEEK_CUR);
             if end < 0 {
-                return false;
+                return Ok(false);
             }
             if end < self.submitted {
                 // Someone moved the offset back (or truncated): start over from here.
                 self.submitted = end;
                 self.dropped = end;
-                return true;
+                return Ok(true);
             }
             if end > self.submitted
-                && libc::sync_file_range(
+                && !check(libc::sync_file_range(
                     self.fd,
                     self.submitted,
                     end - self.submitted,
                     libc::SYNC_FILE_RANGE_WRITE,
-                ) != 0
+                ))?
             {
-                return false;
+                return Ok(false);
             }
             self.submitted = end;
             let keep_from = end - self.keep as i64;
@@ -163,14 +191,14 @@ impl Window {
                 let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
                     | libc::SYNC_FILE_RANGE_WRITE
                     | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-                if libc::sync_file_range(self.fd, self.dropped, len, flags) != 0 {
-                    return false;
+                if !check(libc::sync_file_range(self.fd, self.dropped, len, flags))? {
+                    return Ok(false);
                 }
                 libc::posix_fadvise(self.fd, self.dropped, len, libc::POSIX_FADV_DONTNEED);
                 self.dropped = keep_from;
             }
         }
-        true
+        Ok(true)
     }
 }
 
@@ -184,7 +212,7 @@ impl<W: Write> Write for Streamed<W> {
                 w.pending = 0;
                 // Flush what `inner` may hold, so that the offset covers it.
                 self.inner.flush()?;
-                if !w.advance() {
+                if !w.advance()? {
                     // A file system without these calls: stop trying; writing goes on.
                     self.window = None;
                 }

@@ -238,8 +238,11 @@ struct WriteBehind {
     buf: Vec<u8>,
     full: Option<crossbeam_channel::Sender<Vec<u8>>>,
     empty: crossbeam_channel::Receiver<Vec<u8>>,
-    thread: Option<std::thread::JoinHandle<io::Result<(Streamed<File>, String)>>>,
+    thread: Option<std::thread::JoinHandle<io::Result<Written>>>,
 }
+
+/// What a [`WriteBehind`] thread gives back: the file, and the SHA-256 of its bytes.
+type Written = (Streamed<File>, String);
 
 impl WriteBehind {
     fn start(mut out: Streamed<File>) -> WriteBehind {
@@ -296,14 +299,14 @@ impl WriteBehind {
     }
 
     /// Waits for the thread; returns the file and the SHA-256 of all bytes written.
-    fn finish(mut self) -> io::Result<(Streamed<File>, String)> {
+    fn finish(mut self) -> io::Result<Written> {
         if !self.buf.is_empty() {
             self.send()?;
         }
         self.stop()
     }
 
-    fn stop(&mut self) -> io::Result<(Streamed<File>, String)> {
+    fn stop(&mut self) -> io::Result<Written> {
         drop(self.full.take());
         match self.thread.take().map(|t| t.join()) {
             Some(Ok(done)) => done,

@@ -133,6 +133,9 @@ fn number_end(b: &[u8], mut i: usize) -> Result<usize> {
         i += 1;
     }
     match b.get(i) {
+        Some(b'0') if b.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+            return fail(i, "invalid number (leading zero)")
+        }
         Some(b'0') => i += 1,
         Some(b'1'..=b'9') => i = digits(b, i + 1),
         _ => return fail(i, "invalid number"),
@@ -470,6 +473,13 @@ mod tests {
         assert!(skip(b"{\"a\":1 \"b\":2}").is_err());
         assert!(only_whitespace_after(b"{} x", 2).is_err());
         assert!(only_whitespace_after(b"{} \n", 2).is_ok());
+    }
+
+    #[test]
+    fn leading_zeros_are_named() {
+        let e = document(b"[1, 01]").unwrap_err();
+        assert_eq!((e.at, e.what), (4, "invalid number (leading zero)"));
+        assert!(ok("[0, -0, 0.5, -0e1]"));
     }
 
     #[test]

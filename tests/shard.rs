@@ -353,6 +353,9 @@ fn a_line_longer_than_max_bytes_is_rejected_from_a_file_and_from_stdin() {
             "{}",
             r["reason"]
         );
+        // The rejected line is kept whole (up to 1 MiB), so nothing is lost.
+        assert_eq!(r["text"].as_str().unwrap(), long, "{src}");
+        assert!(r.get("text_cut").is_none_or(|c| c == false), "{src}");
         let ok = read_lines(&tmp.path().join(&dir).join("chat_completions.m.0000.jsonl"));
         assert_eq!(ok.len(), 2);
     }

@@ -235,6 +235,11 @@ pub fn custom_id_of(raw: Option<&str>) -> Result<(&str, Cow<'_, str>), String> {
     match decode_string(raw) {
         Some(s) if s.is_empty() => Err("custom_id is empty".into()),
         Some(s) => Ok((raw, s)),
+        // A string that does not decode: the scan checked every escape but surrogates.
+        None if raw.starts_with('"') => Err(
+            "custom_id must be a non-empty string, found a string with a lone surrogate escape (\\uD800-\\uDFFF)"
+                .into(),
+        ),
         None => Err(format!(
             "custom_id must be a non-empty string, found {}",
             kind_of(raw)

@@ -39,7 +39,10 @@ pub struct PromptFields<'a> {
 fn string_or_kind(raw: Option<&str>) -> Result<Cow<'_, str>, &'static str> {
     match raw {
         None => Err("missing"),
-        Some(r) if r.starts_with('"') => decode_string(r).ok_or("an invalid string"),
+        // The scan checked every escape; what is left is a lone surrogate (`\ud800`).
+        Some(r) if r.starts_with('"') => {
+            decode_string(r).ok_or("a string with a lone surrogate escape (\\uD800-\\uDFFF)")
+        }
         Some(r) => Err(kind_of(r)),
     }
 }

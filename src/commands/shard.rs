@@ -574,8 +574,11 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
         None => RejectSink::create(None)?,
     };
     let mut engine_cfg = cfg.engine.clone();
+    // A line over --max-bytes is rejected anyway, so it need not be held whole; but up
+    // to 1 MiB of it is kept for the rejects file, from files and streams alike.
     engine_cfg.max_line = usize::try_from(cfg.max_bytes)
         .unwrap_or(usize::MAX)
+        .max(1 << 20)
         .min(engine_cfg.max_line.max(1 << 20));
     let mut writer = Writer {
         cfg,

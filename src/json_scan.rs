@@ -360,6 +360,19 @@ pub fn starts_object(b: &[u8], at: usize) -> bool {
     b[at..].iter().find(|c| !c.is_ascii_whitespace()) == Some(&b'{')
 }
 
+/// What kind of JSON value a (valid) raw value is, for messages: "an object", "a
+/// string", ...
+pub fn kind_of(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => "an object",
+        Some(b'[') => "an array",
+        Some(b'n') => "null",
+        Some(b't') | Some(b'f') => "a boolean",
+        Some(b'"') => "a string",
+        _ => "a number",
+    }
+}
+
 /// Whether a raw key token (quotes included) names `name`. Keys written with escapes
 /// (`"custom\u005fid"`) are decoded first, as a JSON parser would.
 #[inline]

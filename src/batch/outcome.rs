@@ -242,19 +242,8 @@ pub fn custom_id_of(raw: Option<&str>) -> Result<(&str, Cow<'_, str>), String> {
         ),
         None => Err(format!(
             "custom_id must be a non-empty string, found {}",
-            kind_of(raw)
+            json_scan::kind_of(raw)
         )),
-    }
-}
-
-fn kind_of(raw: &str) -> &'static str {
-    match raw.as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'n') => "null",
-        Some(b't') | Some(b'f') => "a boolean",
-        Some(b'"') => "a string",
-        _ => "a number",
     }
 }
 
@@ -273,9 +262,10 @@ fn code_of<'a>(e: &ErrorObject<'a>) -> Option<Cow<'a, str>> {
 /// An optional member that must be an object when present.
 fn object_or_absent<'a>(raw: Option<&'a str>, what: &str) -> Result<Option<&'a str>, String> {
     match raw {
-        Some(r) if !r.starts_with('{') => {
-            Err(format!("{what} must be an object, found {}", kind_of(r)))
-        }
+        Some(r) if !r.starts_with('{') => Err(format!(
+            "{what} must be an object, found {}",
+            json_scan::kind_of(r)
+        )),
         other => Ok(other),
     }
 }
@@ -351,8 +341,12 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
             .map(|s| json_scan::non_null(text, s));
         let kind = match kind {
             None => return Err("result.type is missing".into()),
-            Some(k) => decode_string(k)
-                .ok_or_else(|| format!("result.type must be a string, found {}", kind_of(k)))?,
+            Some(k) => decode_string(k).ok_or_else(|| {
+                format!(
+                    "result.type must be a string, found {}",
+                    json_scan::kind_of(k)
+                )
+            })?,
         };
         match kind.as_ref() {
             "succeeded" => Outcome::Ok { body: message },

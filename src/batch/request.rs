@@ -43,19 +43,7 @@ fn string_or_kind(raw: Option<&str>) -> Result<Cow<'_, str>, &'static str> {
         Some(r) if r.starts_with('"') => {
             decode_string(r).ok_or("a string with a lone surrogate escape (\\uD800-\\uDFFF)")
         }
-        Some(r) => Err(kind_of(r)),
-    }
-}
-
-fn kind_of(raw: &str) -> &'static str {
-    match raw.as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'n') => "null",
-        Some(b't') => "true",
-        Some(b'f') => "false",
-        Some(b'"') => "a string",
-        _ => "a number",
+        Some(r) => Err(json_scan::kind_of(r)),
     }
 }
 
@@ -152,7 +140,12 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
     };
     match body_raw {
         Some(r) if r.starts_with('{') => {}
-        Some(r) => return Err(format!("body must be an object, found {}", kind_of(r))),
+        Some(r) => {
+            return Err(format!(
+                "body must be an object, found {}",
+                json_scan::kind_of(r)
+            ))
+        }
         None => return Err("body must be an object, found missing".into()),
     }
     let [model, stream, input, messages, prompt, instructions] = body.each_ref().map(text);

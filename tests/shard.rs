@@ -711,3 +711,25 @@ fn names_stay_unique_when_suffixes_and_case_collide() {
     }
     assert_eq!(seen, 5);
 }
+
+#[test]
+fn rejects_name_the_custom_id_when_the_line_has_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = chat_line("ok-1", "m", "x");
+    let get = good.replace("ok-1", "get-1").replace("\"POST\"", "\"GET\"");
+    let no_model = r#"{"custom_id": "nm-1", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}}"#;
+    let not_json = r#"{"custom_id": "broken-1", "method": "POST""#;
+    let data = format!("{good}\n{get}\n{no_model}\n{not_json}\n");
+    let o = run_in(
+        tmp.path(),
+        &["shard", "-", "--out-dir", "out", "--on-error", "skip"],
+        Some(data.as_bytes()),
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let rej: Vec<serde_json::Value> = read_lines(&tmp.path().join("out/rejects.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<Option<&str>> = rej.iter().map(|r| r["custom_id"].as_str()).collect();
+    assert_eq!(ids, [Some("get-1"), Some("nm-1"), None]);
+}

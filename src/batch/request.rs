@@ -178,6 +178,25 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
     })
 }
 
+/// The custom_id of a line that is JSON but not a valid request (for its reject), if it
+/// has a usable one.
+pub fn custom_id_of_line(line: &str) -> Option<String> {
+    let mut slot = [None];
+    json_scan::members(
+        line.as_bytes(),
+        0,
+        ["custom_id"],
+        ["duplicate key `custom_id`"],
+        &mut slot,
+        |_, _| None,
+    )
+    .ok()?;
+    let raw = &line[slot[0].clone()?];
+    decode_string(raw)
+        .filter(|s| !s.is_empty())
+        .map(Cow::into_owned)
+}
+
 /// Why a custom_id deserves a warning (it is accepted by OpenAI but not portable).
 pub fn custom_id_warning(id: &str) -> Option<&'static str> {
     if id.len() > super::limits::CUSTOM_ID_WARN_LEN {

@@ -47,6 +47,8 @@ impl Outcome {
 pub struct RejectEcho {
     shown: u64,
     limit: u64,
+    /// Whether a rejects file is written (to point to it, or not).
+    to_file: bool,
 }
 
 impl RejectEcho {
@@ -54,14 +56,25 @@ impl RejectEcho {
         RejectEcho {
             shown: 0,
             limit: if quiet { 0 } else { 5 },
+            to_file: true,
         }
+    }
+
+    /// For a run that writes no rejects file (`shard --check`).
+    pub fn without_file(mut self) -> RejectEcho {
+        self.to_file = false;
+        self
     }
 
     pub fn echo(&mut self, file: &str, line: u64, offset: u64, reason: &str) {
         if self.shown < self.limit {
             eprintln!("{file}:{line}:{offset}: {reason}");
         } else if self.shown == self.limit && self.limit > 0 {
-            eprintln!("(more rejected lines: see the rejects file)");
+            if self.to_file {
+                eprintln!("(more rejected lines: see the rejects file)");
+            } else {
+                eprintln!("(more rejected lines not shown; the summary counts them all)");
+            }
         }
         self.shown += 1;
     }
@@ -79,11 +92,16 @@ pub struct RejectRoute {
 
 impl RejectRoute {
     pub fn new(file: String, mode: ErrorMode, sink: RejectSink, quiet: bool) -> RejectRoute {
+        let echo = if sink.keeps_lines() {
+            RejectEcho::new(quiet)
+        } else {
+            RejectEcho::new(quiet).without_file()
+        };
         RejectRoute {
             file,
             mode,
             sink,
-            echo: RejectEcho::new(quiet),
+            echo,
         }
     }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorMode, Outcome, RejectRoute};
-use crate::batch::request::custom_id_warning;
+use crate::batch::request::{custom_id_of_line, custom_id_warning};
 use crate::batch::{limits, parse_request, tokens, Endpoint};
 use crate::engine::{self, EngineConfig, Flow};
 use crate::error::{Error, Result};
@@ -208,7 +208,7 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
             }
         };
         let verdict = match parse_request(text, cfg.max_tokens.is_some()) {
-            Err(reason) => bad(reason, None),
+            Err(reason) => bad(reason, custom_id_of_line(text)),
             Ok(req) => {
                 let tokens = if cfg.max_tokens.is_some() {
                     tokens::prompt_tokens(&req)

@@ -94,6 +94,11 @@ impl RejectSink {
         self.count
     }
 
+    /// Whether rejects are written anywhere (rather than only counted).
+    pub fn keeps_lines(&self) -> bool {
+        self.out.is_some()
+    }
+
     pub fn finish(self) -> Result<()> {
         match self.out {
             Some(o) => o.finish(),

@@ -2,7 +2,7 @@
 //! shape, and the same documents damaged in every way (a byte cut, added or replaced,
 //! the text cut short). Spans of object members match what serde_json reads there.
 
-use batchline::json_scan::{document, object, only_whitespace_after, value};
+use batchline::json::scan::{document, object, only_whitespace_after, value};
 use proptest::prelude::*;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;

@@ -1,7 +1,7 @@
 //! Fast, borrowing parse of a Batch API *result* line (output or error file), and of the
 //! `custom_id` of any JSONL line (requests, sidecars).
 //!
-//! One pass of [`json_scan`] over the line validates it as JSON and keeps only spans of
+//! One pass of [`json::scan`](crate::json::scan) over the line validates it as JSON and keeps only spans of
 //! what `join` needs: `custom_id`, `response.status_code`, `response.body`, the
 //! top-level `error`, and for Anthropic result lines `result.{type,message,error}`.
 //! Bodies are never built into trees; they are copied to the output as raw bytes. Only
@@ -19,7 +19,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::json_scan;
+use crate::json;
 
 /// What a result line holds, borrowed from the line.
 #[derive(Debug)]
@@ -242,7 +242,7 @@ pub fn custom_id_of(raw: Option<&str>) -> Result<(&str, Cow<'_, str>), String> {
         ),
         None => Err(format!(
             "custom_id must be a non-empty string, found {}",
-            json_scan::kind_of(raw)
+            json::scan::kind_of(raw)
         )),
     }
 }
@@ -264,7 +264,7 @@ fn object_or_absent<'a>(raw: Option<&'a str>, what: &str) -> Result<Option<&'a s
     match raw {
         Some(r) if !r.starts_with('{') => Err(format!(
             "{what} must be an object, found {}",
-            json_scan::kind_of(r)
+            json::scan::kind_of(r)
         )),
         other => Ok(other),
     }
@@ -274,7 +274,7 @@ fn object_or_absent<'a>(raw: Option<&'a str>, what: &str) -> Result<Option<&'a s
 /// code and message out of failures (only the writer needs them).
 ///
 /// The whole line is checked to be UTF-8 first, with SIMD (several times faster than
-/// the standard library on non-ASCII text), then scanned once by [`json_scan`], which
+/// the standard library on non-ASCII text), then scanned once by [`json::scan`](crate::json::scan), which
 /// checks it is JSON and hands back the spans of the members read here.
 pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String> {
     let text = utf8(line)?;
@@ -282,7 +282,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
     let mut top = [None, None, None, None];
     let mut response_members = [None, None];
     let mut result_members = [None, None, None];
-    json_scan::members(
+    json::scan::members(
         b,
         0,
         ["custom_id", "response", "error", "result"],
@@ -295,7 +295,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
         &mut top,
         |n, at| match n {
             // `response` and `result` are looked into in the same pass.
-            1 if json_scan::starts_object(b, at) => Some(json_scan::members(
+            1 if json::scan::starts_object(b, at) => Some(json::scan::members(
                 b,
                 at,
                 ["status_code", "body"],
@@ -306,7 +306,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
                 &mut response_members,
                 |_, _| None,
             )),
-            3 if json_scan::starts_object(b, at) => Some(json_scan::members(
+            3 if json::scan::starts_object(b, at) => Some(json::scan::members(
                 b,
                 at,
                 ["type", "message", "error"],
@@ -321,9 +321,10 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
             _ => None,
         },
     )
-    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .and_then(|span| json::scan::only_whitespace_after(b, span.end))
     .map_err(|e| e.to_string())?;
-    let [custom_id, response, error, result] = top.each_ref().map(|s| json_scan::non_null(text, s));
+    let [custom_id, response, error, result] =
+        top.each_ref().map(|s| json::scan::non_null(text, s));
     let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
     let response = object_or_absent(response, "response")?;
     let result = object_or_absent(result, "result")?;
@@ -338,13 +339,13 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
         // Anthropic Message Batches result.
         let [kind, message, error] = result_members
             .each_ref()
-            .map(|s| json_scan::non_null(text, s));
+            .map(|s| json::scan::non_null(text, s));
         let kind = match kind {
             None => return Err("result.type is missing".into()),
             Some(k) => decode_string(k).ok_or_else(|| {
                 format!(
                     "result.type must be a string, found {}",
-                    json_scan::kind_of(k)
+                    json::scan::kind_of(k)
                 )
             })?,
         };
@@ -377,7 +378,7 @@ pub fn parse_result(line: &[u8], detail: bool) -> Result<ResultLine<'_>, String>
             Some(_) => {
                 let [status, body] = response_members
                     .each_ref()
-                    .map(|s| json_scan::non_null(text, s));
+                    .map(|s| json::scan::non_null(text, s));
                 let status = match status {
                     None => None,
                     Some(s) => Some(s.parse::<u64>().map_err(|_| {
@@ -463,7 +464,7 @@ pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
     let text = utf8(line)?;
     let b = text.as_bytes();
     let mut slots = [None, None, None];
-    json_scan::members(
+    json::scan::members(
         b,
         0,
         ["custom_id", "body", "record"],
@@ -475,9 +476,9 @@ pub fn parse_request_side(line: &[u8]) -> Result<RequestSide<'_>, String> {
         &mut slots,
         |_, _| None,
     )
-    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .and_then(|span| json::scan::only_whitespace_after(b, span.end))
     .map_err(|e| e.to_string())?;
-    let [custom_id, body, record] = slots.each_ref().map(|s| json_scan::non_null(text, s));
+    let [custom_id, body, record] = slots.each_ref().map(|s| json::scan::non_null(text, s));
     let (custom_id_raw, custom_id) = custom_id_of(custom_id)?;
     Ok(RequestSide {
         custom_id_raw,

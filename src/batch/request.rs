@@ -1,6 +1,6 @@
 //! Fast, borrowing check of a Batch API request line.
 //!
-//! One pass of [`json_scan`] over the line validates all of it as JSON while keeping
+//! One pass of [`json::scan`](crate::json::scan) over the line validates all of it as JSON while keeping
 //! only what the commands need: `custom_id`, `method`, `url`, `body.model`,
 //! `body.stream`, the number of embedding inputs, and (only when asked) the raw text of
 //! the prompt fields for token counting. Strings without escapes are borrowed, never
@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::endpoint::Endpoint;
 use super::outcome::decode_string;
-use crate::json_scan;
+use crate::json;
 
 /// What a valid request line holds, borrowed from the line where possible.
 #[derive(Debug)]
@@ -43,7 +43,7 @@ fn string_or_kind(raw: Option<&str>) -> Result<Cow<'_, str>, &'static str> {
         Some(r) if r.starts_with('"') => {
             decode_string(r).ok_or("a string with a lone surrogate escape (\\uD800-\\uDFFF)")
         }
-        Some(r) => Err(json_scan::kind_of(r)),
+        Some(r) => Err(json::scan::kind_of(r)),
     }
 }
 
@@ -52,7 +52,7 @@ fn string_or_kind(raw: Option<&str>) -> Result<Cow<'_, str>, &'static str> {
 fn count_inputs(line: &str, span: Range<usize>) -> u64 {
     match line.as_bytes()[span.start] {
         b'n' => 0,
-        b'[' => match crate::json_text::array_elements(line, span) {
+        b'[' => match crate::json::text::array_elements(line, span) {
             Some(items) => match items.first() {
                 Some(first) if matches!(line.as_bytes()[first.start], b'-' | b'0'..=b'9') => 1,
                 _ => items.len() as u64,
@@ -70,7 +70,7 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
     let b = line.as_bytes();
     let mut top = [None, None, None, None];
     let mut body = [None, None, None, None, None, None];
-    json_scan::members(
+    json::scan::members(
         b,
         0,
         ["custom_id", "method", "url", "body"],
@@ -82,8 +82,8 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
         ],
         &mut top,
         |n, at| {
-            (n == 3 && json_scan::starts_object(b, at)).then(|| {
-                json_scan::members(
+            (n == 3 && json::scan::starts_object(b, at)).then(|| {
+                json::scan::members(
                     b,
                     at,
                     [
@@ -108,7 +108,7 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
             })
         },
     )
-    .and_then(|span| json_scan::only_whitespace_after(b, span.end))
+    .and_then(|span| json::scan::only_whitespace_after(b, span.end))
     .map_err(|e| e.to_string())?;
     let text = |span: &Option<Range<usize>>| span.clone().map(|r| &line[r]);
     let [custom_id, method, url, body_raw] = top.each_ref().map(text);
@@ -143,7 +143,7 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
         Some(r) => {
             return Err(format!(
                 "body must be an object, found {}",
-                json_scan::kind_of(r)
+                json::scan::kind_of(r)
             ))
         }
         None => return Err("body must be an object, found missing".into()),
@@ -182,7 +182,7 @@ pub fn parse_request(line: &str, want_prompt: bool) -> Result<RequestLine<'_>, S
 /// has a usable one.
 pub fn custom_id_of_line(line: &str) -> Option<String> {
     let mut slot = [None];
-    json_scan::members(
+    json::scan::members(
         line.as_bytes(),
         0,
         ["custom_id"],

@@ -125,7 +125,7 @@ pub fn read_field<'a>(
             Err(Failure::new("bad_line", format!("not JSON: {e}"))),
         );
     }
-    let id = crate::json_text::pointer(line, id_ptr).and_then(|r| {
+    let id = crate::json::text::pointer(line, id_ptr).and_then(|r| {
         let raw = &line[r];
         match raw.as_bytes()[0] {
             b'"' => decode_str(raw),
@@ -133,7 +133,7 @@ pub fn read_field<'a>(
             _ => None,
         }
     });
-    let source = match crate::json_text::pointer(line, text_ptr) {
+    let source = match crate::json::text::pointer(line, text_ptr) {
         None => {
             return (
                 id,

@@ -51,7 +51,7 @@ use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, Output, OutputSpec};
 use crate::io::rejects::MAX_REJECT_TEXT;
-use crate::json_text;
+use crate::json;
 use crate::loose::{self, LooseValue, ParseOptions};
 use crate::report::{SummaryMode, Throughput};
 
@@ -572,7 +572,7 @@ impl Ctx<'_> {
                 },
             )
         };
-        let Some(mut range) = json_text::pointer(json, ptr) else {
+        let Some(mut range) = json::text::pointer(json, ptr) else {
             return bad(
                 st,
                 "not_array",
@@ -604,7 +604,7 @@ impl Ctx<'_> {
                 v.truncated && json[range.end..].bytes().all(|b| b == b']' || b == b'}'),
             ),
         };
-        let Some(elements) = json_text::array_elements(src, range.clone()) else {
+        let Some(elements) = json::text::array_elements(src, range.clone()) else {
             if several && ptr.is_empty() {
                 // A text of several values (one per line, a numbered list) is a list by
                 // its form: a value that is not an array is one element of it.
@@ -759,7 +759,7 @@ fn decode_string_as(raw: &str, obj: bool, arr: bool) -> Option<String> {
 /// value, once (a string inside the decoded value is decoded only if its own schema asks
 /// again). Returns the new JSON text, or `None` when nothing was decoded.
 pub fn decode_doubles(json: &str, schema: &Value) -> Option<String> {
-    let root = json_text::root(json)?;
+    let root = json::text::root(json)?;
     let mut edits: Vec<(std::ops::Range<usize>, String)> = Vec::new();
     walk(json, root, schema, schema, 0, &mut edits);
     if edits.is_empty() {
@@ -808,7 +808,7 @@ fn walk(
         b'{' => {
             let props = schema.get("properties").and_then(Value::as_object);
             let extra = schema.get("additionalProperties").filter(|a| a.is_object());
-            for (key, r) in json_text::object_members(json, range).unwrap_or_default() {
+            for (key, r) in json::text::object_members(json, range).unwrap_or_default() {
                 if let Some(sub) = props.and_then(|p| p.get(key.as_ref())).or(extra) {
                     walk(json, r, sub, root, depth + 1, edits);
                 }
@@ -817,7 +817,7 @@ fn walk(
         b'[' => {
             let prefix = schema.get("prefixItems").and_then(Value::as_array);
             let items = schema.get("items");
-            for (i, r) in json_text::array_elements(json, range)
+            for (i, r) in json::text::array_elements(json, range)
                 .unwrap_or_default()
                 .into_iter()
                 .enumerate()
@@ -886,7 +886,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     .into_iter()
     .flatten()
     {
-        json_text::check_pointer(p).map_err(Error::Usage)?;
+        json::text::check_pointer(p).map_err(Error::Usage)?;
     }
     let (validator, schema) = match &cfg.schema {
         None => (None, None),

@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec};
 use crate::io::rejects::MAX_REJECT_TEXT;
-use crate::json_text;
+use crate::json;
 use crate::report::{SummaryMode, Throughput};
 use crate::tokenize::{
     parse_rules_file, EvalCache, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSource,
@@ -378,8 +378,8 @@ impl Ctx<'_> {
         let mut ann = Vec::with_capacity(64);
         write_counts(&mut ann, &self.names, counts);
         // The line parsed as an object, so these succeed.
-        let root = json_text::root(text).expect("parsed line has a root");
-        let members = json_text::object_members(text, root.clone()).unwrap_or_default();
+        let root = json::text::root(text).expect("parsed line has a root");
+        let members = json::text::object_members(text, root.clone()).unwrap_or_default();
         if let Some((_, r)) = members
             .iter()
             .rev()

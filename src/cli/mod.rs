@@ -1,0 +1,135 @@
+//! Command-line arguments (clap derive): the only module that knows about clap. Each
+//! subcommand's arguments are turned into the library's plain config struct here.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use batchline::commands::ErrorMode;
+use batchline::engine::EngineConfig;
+use batchline::report::SummaryMode;
+
+mod build;
+mod extract;
+mod join;
+mod shard;
+mod validate;
+
+pub use build::BuildArgs;
+pub use extract::ExtractArgs;
+pub use join::JoinArgs;
+pub use shard::ShardArgs;
+pub use validate::ValidateArgs;
+
+/// Fast, correct tools for the JSONL files of LLM Batch APIs.
+///
+/// Every INPUT is a path or `-` for stdin (`.zst` and `.gz` are decompressed); every
+/// output is written atomically. Exit status: 0 success, 1 finished but some lines were
+/// rejected, 2 usage or fatal error.
+#[derive(Parser, Debug)]
+#[command(name = "batchline", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// No progress bar and no summary line.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Print the summary as one JSON object (on stdout, or on stderr when the data
+    /// goes to stdout).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Do not fsync outputs before renaming them into place (faster; still atomic
+    /// against a crash of batchline, not against a power cut).
+    #[arg(long, global = true)]
+    pub no_sync: bool,
+    /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+impl GlobalArgs {
+    pub fn summary_mode(&self) -> SummaryMode {
+        if self.json {
+            SummaryMode::Json
+        } else if self.quiet {
+            SummaryMode::Quiet
+        } else {
+            SummaryMode::Human
+        }
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        let mut e = EngineConfig::default();
+        if let Some(t) = self.threads {
+            e.threads = t.max(1);
+        }
+        e.progress = !self.quiet;
+        e
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Split request files into Batch API input files within the provider's limits.
+    Shard(ShardArgs),
+    /// Turn prompt records (JSONL, or text lines) into Batch API request lines.
+    Build(BuildArgs),
+    /// Parse the model answers of result files into JSON records, never inventing data.
+    Extract(ExtractArgs),
+    /// Join Batch API results back onto their requests, in request order: every
+    /// request comes out `ok`, `failed` or `missing`.
+    Join(JoinArgs),
+    /// Keep the records whose rules hold with every tokenizer (token counts, same(...)).
+    Validate(ValidateArgs),
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum OnError {
+    /// Stop at the first bad line and leave no output behind.
+    Fail,
+    /// Write bad lines to the rejects file and go on.
+    Skip,
+}
+
+impl From<OnError> for ErrorMode {
+    fn from(o: OnError) -> ErrorMode {
+        match o {
+            OnError::Fail => ErrorMode::Fail,
+            OnError::Skip => ErrorMode::Skip,
+        }
+    }
+}
+
+/// Parses a size: `200000000`, `200MB`, `200M`, `190MiB`, `1G`, `64k` (decimal units
+/// unless `i` is given).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '_')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .replace('_', "")
+        .parse()
+        .map_err(|_| format!("not a size: {s:?}"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1_000,
+        "m" | "mb" => 1_000_000,
+        "g" | "gb" => 1_000_000_000,
+        "kib" | "ki" => 1 << 10,
+        "mib" | "mi" => 1 << 20,
+        "gib" | "gi" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "unknown size unit in {s:?} (use k, M, G, KiB, MiB, GiB)"
+            ))
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("size too large: {s:?}"))
+}

@@ -1,0 +1,61 @@
+//! `batchline shard` arguments.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use batchline::commands::{self};
+use batchline::io::input::InputSpec;
+
+use super::{parse_size, GlobalArgs, OnError};
+
+#[derive(Args, Debug)]
+pub struct ShardArgs {
+    /// Request file (JSONL), or `-` for stdin.
+    pub input: String,
+    /// Directory for the shards and manifest.json.
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out_dir: PathBuf,
+    /// Requests per file.
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
+    pub max_requests: u64,
+    /// Bytes per file (200MB = 200,000,000 bytes; units k, M, G, KiB, MiB, GiB).
+    #[arg(long, default_value = "200MB", value_parser = parse_size, value_name = "SIZE")]
+    pub max_bytes: u64,
+    /// Prompt tokens per file, counted with the model's OpenAI encoding.
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
+    /// Embedding inputs per embeddings file.
+    #[arg(long, default_value_t = 50_000, value_name = "N")]
+    pub max_embedding_inputs: u64,
+    /// What to do with a bad line.
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_error: OnError,
+    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.jsonl).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<PathBuf>,
+    /// Check every line and print the plan; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Write into a directory that already holds files (stale shards of an earlier
+    /// manifest are removed).
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl ShardArgs {
+    pub fn into_config(self, g: &GlobalArgs) -> commands::shard::ShardConfig {
+        let mut c = commands::shard::ShardConfig::new(InputSpec::parse(&self.input), self.out_dir);
+        c.max_requests = self.max_requests;
+        c.max_bytes = self.max_bytes;
+        c.max_tokens = self.max_tokens;
+        c.max_embedding_inputs = self.max_embedding_inputs;
+        c.on_error = self.on_error.into();
+        c.rejects = self.rejects;
+        c.check = self.check;
+        c.force = self.force;
+        c.summary = g.summary_mode();
+        c.engine = g.engine();
+        c
+    }
+}

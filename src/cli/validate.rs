@@ -1,0 +1,76 @@
+//! `batchline validate` arguments.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use batchline::commands::{self};
+use batchline::io::input::InputSpec;
+
+use super::GlobalArgs;
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// Records (JSONL objects), or `-` for stdin (`.zst`/`.gz` are decompressed).
+    #[arg(value_name = "RECORDS")]
+    pub input: String,
+    /// Valid records (default: stdout), in input order, as read.
+    #[arg(long, short = 'o', value_name = "OUT", default_value = "-")]
+    pub output: String,
+    /// Tokenizer (repeatable): NAME=PATH of an HF tokenizer.json, or o200k_base /
+    /// cl100k_base (embedded), optionally NAME=o200k_base.
+    #[arg(long = "tokenizer", value_name = "NAME=PATH")]
+    pub tokenizers: Vec<String>,
+    /// Rule (repeatable), `EXPR` or `NAME: EXPR`, e.g.
+    /// 'same(tokens(prompt + " " + single_token))'.
+    #[arg(long = "rule", value_name = "RULE", allow_hyphen_values = true)]
+    pub rules: Vec<String>,
+    /// File of rules, one per line (`NAME: EXPR` or `EXPR`; `#` comments).
+    #[arg(long = "rules", value_name = "FILE")]
+    pub rules_file: Option<PathBuf>,
+    /// tokens(...) counts the special tokens the tokenizer adds (BOS, ...).
+    #[arg(long)]
+    pub special: bool,
+    /// Add the counts to each valid record as "_tokens": {EXPR: {NAME: N}}.
+    #[arg(long)]
+    pub annotate: bool,
+    /// Stop after N valid records (the first N in input order).
+    #[arg(long, value_name = "N")]
+    pub target: Option<u64>,
+    /// Invalid records, with the failed rules and the counts per tokenizer.
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<String>,
+    /// Write the report (records, valid, failures per rule, tokens...) as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+impl ValidateArgs {
+    pub fn into_config(
+        self,
+        g: &GlobalArgs,
+    ) -> Result<commands::validate::ValidateConfig, batchline::Error> {
+        use batchline::io::output::OutputSpec;
+        let mut c = commands::validate::ValidateConfig::new(
+            InputSpec::parse(&self.input),
+            OutputSpec::parse(&self.output),
+        );
+        c.tokenizers = self
+            .tokenizers
+            .iter()
+            .map(|t| t.parse())
+            .collect::<Result<_, batchline::tokenize::TokenizeError>>()
+            .map_err(|e| batchline::Error::Usage(e.to_string()))?;
+        c.rules = self.rules;
+        c.rules_file = self.rules_file;
+        c.special = self.special;
+        c.annotate = self.annotate;
+        c.target = self.target;
+        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
+        c.report = self.report;
+        c.summary = g.summary_mode();
+        c.quiet = g.quiet;
+        c.engine = g.engine();
+        Ok(c)
+    }
+}

@@ -136,10 +136,8 @@ impl BuildArgs {
         c.limits = self.limit;
         c.sidecar = self.sidecar;
         c.rejects = self.rejects;
-        c.on_error = self.on_error.into();
         c.force = self.force;
-        c.summary = g.summary_mode();
-        c.engine = g.engine();
+        c.common = g.common(self.on_error);
         Ok(c)
     }
 }

@@ -62,9 +62,8 @@ impl ExtractArgs {
         c.explode = self.explode;
         c.text_field = self.text_field;
         c.id_field = self.id_field;
-        c.summary = g.summary_mode();
-        c.quiet = g.quiet;
-        c.engine = g.engine();
+        // Every bad line is set aside (exit 1): extract has no --on-error fail.
+        c.common = g.common(super::OnError::Skip);
         c
     }
 }

@@ -13,9 +13,14 @@ use super::{parse_size, GlobalArgs, OnError};
 pub struct ShardArgs {
     /// Request file (JSONL), or `-` for stdin.
     pub input: String,
-    /// Directory for the shards and manifest.json.
-    #[arg(long, short = 'o', value_name = "DIR")]
-    pub out_dir: PathBuf,
+    /// Directory for the shards and manifest.json (not needed with --check).
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        required_unless_present = "check"
+    )]
+    pub out_dir: Option<PathBuf>,
     /// Requests per file.
     #[arg(long, default_value_t = 50_000, value_name = "N")]
     pub max_requests: u64,
@@ -31,7 +36,7 @@ pub struct ShardArgs {
     /// What to do with a bad line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_error: OnError,
-    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.jsonl).
+    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.ndjson).
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<PathBuf>,
     /// Check every line and print the plan; write nothing.
@@ -50,12 +55,10 @@ impl ShardArgs {
         c.max_bytes = self.max_bytes;
         c.max_tokens = self.max_tokens;
         c.max_embedding_inputs = self.max_embedding_inputs;
-        c.on_error = self.on_error.into();
         c.rejects = self.rejects;
         c.check = self.check;
         c.force = self.force;
-        c.summary = g.summary_mode();
-        c.engine = g.engine();
+        c.common = g.common(self.on_error);
         c
     }
 }

@@ -68,9 +68,8 @@ impl ValidateArgs {
         c.target = self.target;
         c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.report = self.report;
-        c.summary = g.summary_mode();
-        c.quiet = g.quiet;
-        c.engine = g.engine();
+        // Every failing record is set aside (exit 1): validate has no --on-error fail.
+        c.common = g.common(super::OnError::Skip);
         Ok(c)
     }
 }

@@ -44,16 +44,17 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Outcome, RejectEcho};
+use super::{CommonOptions, Outcome, RejectEcho, Summary};
 use crate::batch::result::{read_field, read_result, Failure, TextItem, TextSource, ToolRef};
-use crate::engine::{self, EngineConfig, Flow};
+use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, Output, OutputSpec};
+use crate::io::output::{commit_all, finish_all, Output, OutputSpec};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
 use crate::loose::{self, LooseValue, ParseOptions};
-use crate::report::{SummaryMode, Throughput};
+use crate::report::Throughput;
 
 /// The repair name recorded when `--schema` decoded a double-encoded value.
 pub const DOUBLE_ENCODED: &str = "double_encoded";
@@ -75,10 +76,7 @@ pub struct ExtractConfig {
     pub text_field: Option<String>,
     /// `--id-field`: JSON pointer of the id with `--text-field`.
     pub id_field: String,
-    pub summary: SummaryMode,
-    /// No echo of the first rejects on stderr.
-    pub quiet: bool,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl ExtractConfig {
@@ -92,9 +90,7 @@ impl ExtractConfig {
             explode: None,
             text_field: None,
             id_field: "/custom_id".to_string(),
-            summary: SummaryMode::Human,
-            quiet: false,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -852,6 +848,10 @@ impl Writer {
         if let Some(r) = self.rejects.as_mut() {
             r.write_all(&out.rejects)?;
         }
+        // Stdout's reader went away: go on only for a rejects file asked for.
+        if self.out.is_closed() && !self.rejects.as_ref().is_some_and(|r| !r.is_closed()) {
+            return Err(Error::BrokenPipe);
+        }
         for (line, offset, reason) in out.echoes {
             self.echo.echo(&self.name, line, offset, reason);
         }
@@ -900,19 +900,13 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
             (Some(v), Some(schema))
         }
     };
-    let input_paths: Vec<&std::path::Path> = cfg.inputs.iter().filter_map(|i| i.path()).collect();
-    let outputs = [Some(&cfg.output), cfg.rejects.as_ref()];
-    for spec in outputs.into_iter().flatten() {
-        if let OutputSpec::Path(p) = spec {
-            ensure_not_input(p, &input_paths)?;
-        }
+    let mut claims = PathClaims::new();
+    for i in &cfg.inputs {
+        claims.input(i)?;
     }
-    if let (OutputSpec::Path(a), Some(OutputSpec::Path(b))) = (&cfg.output, &cfg.rejects) {
-        if a == b {
-            return Err(Error::Usage(
-                "the output and the rejects file must differ".into(),
-            ));
-        }
+    claims.output(&cfg.output)?;
+    if let Some(r) = &cfg.rejects {
+        claims.output(r)?;
     }
     // Open every input first: a missing second file fails before anything is written.
     let opened = cfg
@@ -927,10 +921,14 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         write_rejects: cfg.rejects.is_some(),
     };
     let mut writer = Writer {
-        out: Output::create(&cfg.output)?,
-        rejects: cfg.rejects.as_ref().map(Output::create).transpose()?,
+        out: Output::create(&cfg.output, cfg.common.sync)?,
+        rejects: cfg
+            .rejects
+            .as_ref()
+            .map(|r| Output::create(r, cfg.common.sync))
+            .transpose()?,
         counts: Counts::default(),
-        echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(&cfg.common, cfg.rejects.is_some()),
         name: String::new(),
     };
     let several = cfg.inputs.len() > 1;
@@ -942,7 +940,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         let file = several.then_some(name.as_str());
         let stats = engine::run(
             input,
-            &cfg.engine,
+            &cfg.common.engine,
             |chunk| ctx.chunk(chunk, file),
             |_chunk, out| writer.consume(out),
         )?;
@@ -955,16 +953,10 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         counts,
         ..
     } = writer;
-    if let Some(r) = rejects {
-        r.finish()?;
-    }
-    out.finish()?;
     check_accounting(&counts)?;
-    let outcome = if counts.rejected > 0 {
-        Outcome::WithRejects
-    } else {
-        Outcome::Clean
-    };
+    let stdout_closed = out.is_closed();
+    commit_all(finish_all(rejects.into_iter().chain([out]))?)?;
+    let outcome = Outcome::of(counts.rejected, stdout_closed);
     let name_map = |m: BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
         m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };
@@ -1004,9 +996,16 @@ fn check_accounting(c: &Counts) -> Result<()> {
     Ok(())
 }
 
-impl ExtractSummary {
-    /// The one-line human summary.
-    pub fn human(&self) -> String {
+impl Summary for ExtractSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.output == "<stdout>"
+    }
+
+    fn human(&self) -> String {
         let mut s = format!(
             "extract: {} lines ({} blank): {} texts, {} values, {} records written",
             self.lines, self.blank, self.texts, self.values, self.records

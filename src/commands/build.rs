@@ -1350,6 +1350,10 @@ fn run_inner(cfg: &BuildConfig, created: &mut bool) -> Result<BuildSummary> {
     )?;
 
     // Everything is flushed and synced first; files are renamed into place only then.
+    let mut groups = groups;
+    for o in groups.iter_mut().filter_map(|g| g.out.as_mut()) {
+        o.flush_stdout()?;
+    }
     let stdout_closed = groups
         .iter()
         .any(|g| g.out.as_ref().is_some_and(Output::is_closed));

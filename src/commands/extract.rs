@@ -954,6 +954,8 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         ..
     } = writer;
     check_accounting(&counts)?;
+    let mut out = out;
+    out.flush_stdout()?;
     let stdout_closed = out.is_closed();
     commit_all(finish_all(rejects.into_iter().chain([out]))?)?;
     let outcome = Outcome::of(counts.rejected, stdout_closed);

@@ -1225,6 +1225,8 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             ("duplicates", istats.duplicates),
         ],
     )?;
+    let mut output = output;
+    output.flush_stdout()?;
     let stdout_closed = output.is_closed();
     let side = [retry, failed, missing, orphans_file]
         .into_iter()

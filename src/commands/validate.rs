@@ -745,6 +745,8 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         ..
     } = writer;
     // Finish every file (the report below too), then commit them all.
+    let mut out = out;
+    out.flush_stdout()?;
     let stdout_closed = out.is_closed();
     let mut pending = finish_all(rejects.into_iter().chain([out]))?;
 

@@ -612,12 +612,15 @@ impl StdoutOutput {
         }
     }
 
-    fn finish(mut self) -> Result<()> {
+    fn flush(&mut self) -> Result<()> {
         if self.closed {
             return Ok(());
         }
         match self.w.flush() {
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
             r => r.map_err(|e| Error::io("<stdout>", e)),
         }
     }
@@ -659,6 +662,15 @@ impl Output {
         }
     }
 
+    /// Flushes standard output, so that [`Output::is_closed`] knows whether its reader
+    /// is still there (a no-op for a file).
+    pub fn flush_stdout(&mut self) -> Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::File(_) => Ok(()),
+        }
+    }
+
     /// True once standard output's reader went away (never for a file).
     pub fn is_closed(&self) -> bool {
         matches!(self, Output::Stdout(w) if w.is_closed())
@@ -667,7 +679,7 @@ impl Output {
     /// Flushes stdout (`None`), or finishes the file without renaming it yet.
     pub fn finish_pending(self) -> Result<Option<PendingFile>> {
         match self {
-            Output::Stdout(w) => w.finish().map(|_| None),
+            Output::Stdout(mut w) => w.flush().map(|_| None),
             Output::File(f) => f.finish_pending().map(Some),
         }
     }

@@ -349,7 +349,7 @@ fn a_line_longer_than_max_bytes_is_rejected_from_a_file_and_from_stdin() {
             r["reason"]
                 .as_str()
                 .unwrap()
-                .contains("over --max-bytes 2000"),
+                .contains("over the limit of 2000 bytes (--max-bytes)"),
             "{}",
             r["reason"]
         );

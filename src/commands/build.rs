@@ -679,10 +679,7 @@ fn render_line(
     span: Range<usize>,
 ) -> Result<Good, LineError> {
     if line.is_cut() {
-        return Err((
-            format!("line is {} bytes, too long to hold", line.len),
-            None,
-        ));
+        return Err((line.too_long(), None));
     }
     // simdutf8 checks valid text several times faster than std; std finds the position.
     let text = match simdutf8::basic::from_utf8(line.bytes) {

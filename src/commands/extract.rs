@@ -388,13 +388,7 @@ impl Ctx<'_> {
             };
             let text = match checked {
                 Ok(Some(t)) => Ok(t),
-                Ok(None) => Err((
-                    "line_too_long",
-                    format!(
-                        "the line is {} bytes, longer than this run keeps in memory",
-                        line.len
-                    ),
-                )),
+                Ok(None) => Err(("line_too_long", line.too_long())),
                 Err(e) => Err((
                     "bad_line",
                     format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),

@@ -537,9 +537,8 @@ fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
         let fail = |reason: String| Some((line.number, line.offset, reason));
         if line.is_cut() || line.len >= u64::from(FOUND) {
             out.error = fail(format!(
-                "result line is {} bytes, longer than the limit of {} bytes",
-                line.len,
-                max_line.min(FOUND as usize - 1)
+                "result {}",
+                crate::io::input::too_long(line.len, max_line.min(FOUND as usize - 1) as u64)
             ));
             break;
         }
@@ -832,8 +831,8 @@ impl<'i> Ctx<'i> {
     {
         if let Some(len) = cut {
             return Err(LineError::Request(format!(
-                "request line is {len} bytes, longer than the limit of {} bytes",
-                self.max_line
+                "request {}",
+                crate::io::input::too_long(len, self.max_line as u64)
             )));
         }
         let req = parse_request_side(bytes)?;

@@ -151,10 +151,10 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
             continue;
         }
         if line.len + 1 > cfg.max_bytes {
+            // A request's bytes in a shard include its newline.
             let reason = format!(
-                "line is {} bytes, over --max-bytes {}",
-                line.len + 1,
-                cfg.max_bytes
+                "{} (--max-bytes)",
+                crate::io::input::too_long(line.len + 1, cfg.max_bytes)
             );
             out.verdicts
                 .push((line.number, line.offset, bad(reason, None)));

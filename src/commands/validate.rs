@@ -442,10 +442,7 @@ impl Ctx<'_> {
             let mut valid = false;
             let mut bad_json = false;
             let parsed: std::result::Result<(&str, Value), String> = if line.is_cut() {
-                Err(format!(
-                    "line too long: {} bytes, longer than this run keeps in memory",
-                    line.len
-                ))
+                Err(line.too_long())
             } else {
                 line.text()
                     .and_then(|t| match serde_json::from_str::<Value>(t) {

@@ -212,6 +212,13 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
     /// The full length of the line in bytes (equal to `bytes.len()` unless cut).
     pub len: u64,
+    /// The longest line this run keeps whole (a longer one is cut).
+    pub limit: usize,
+}
+
+/// The one wording for a line over a limit, with the limit: every command says it so.
+pub fn too_long(len: u64, limit: u64) -> String {
+    format!("line is {len} bytes, over the limit of {limit} bytes")
 }
 
 impl Line<'_> {
@@ -230,6 +237,11 @@ impl Line<'_> {
                 Err(format!("invalid UTF-8 at byte {at} of the line"))
             }
         }
+    }
+
+    /// The reason for rejecting a cut line ([`too_long`] with this run's limit).
+    pub fn too_long(&self) -> String {
+        too_long(self.len, self.limit as u64)
     }
 
     /// True when only the beginning of the line was kept.
@@ -323,6 +335,7 @@ impl<'a> Iterator for Lines<'a> {
             offset,
             bytes: line,
             len,
+            limit: self.max_line,
         })
     }
 }

@@ -56,14 +56,13 @@ impl ExtractArgs {
         }
         let inputs = self.inputs.iter().map(|i| InputSpec::parse(i)).collect();
         let mut c = commands::extract::ExtractConfig::new(inputs, OutputSpec::parse(&self.output));
-        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.strict = self.strict;
         c.schema = self.schema;
         c.explode = self.explode;
         c.text_field = self.text_field;
         c.id_field = self.id_field;
         // Every bad line is set aside (exit 1): extract has no --on-error fail.
-        c.common = g.common(super::OnError::Skip);
+        c.common = g.common(super::OnError::Skip, self.rejects.as_deref());
         c
     }
 }

@@ -67,7 +67,7 @@ impl JoinArgs {
         c.orphans = self.orphans;
         c.temp_dir = self.temp_dir;
         // A result line that cannot be read stops the run: join has no --on-error skip.
-        c.common = g.common(super::OnError::Fail);
+        c.common = g.common(super::OnError::Fail, None);
         c
     }
 }

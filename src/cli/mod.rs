@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use batchline::commands::{CommonOptions, ErrorMode, Notes};
 use batchline::engine::{Cancel, EngineConfig};
+use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
@@ -78,11 +79,13 @@ impl GlobalArgs {
         e
     }
 
-    /// The options every command shares; `on_error` for the commands that have it.
-    pub fn common(&self, on_error: OnError) -> CommonOptions {
+    /// The options every command shares, with the command's `--on-error` and
+    /// `--rejects` (`-` is stdout).
+    pub fn common(&self, on_error: OnError, rejects: Option<&str>) -> CommonOptions {
         CommonOptions {
             engine: self.engine(),
             on_error: on_error.into(),
+            rejects: rejects.map(OutputSpec::parse),
             sync: !self.no_sync,
             verbose: !self.quiet,
             notes: self.notes.clone(),

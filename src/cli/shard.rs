@@ -38,7 +38,7 @@ pub struct ShardArgs {
     pub on_error: OnError,
     /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.ndjson).
     #[arg(long, value_name = "FILE")]
-    pub rejects: Option<PathBuf>,
+    pub rejects: Option<String>,
     /// Check every line and print the plan; write nothing.
     #[arg(long)]
     pub check: bool,
@@ -55,10 +55,9 @@ impl ShardArgs {
         c.max_bytes = self.max_bytes;
         c.max_tokens = self.max_tokens;
         c.max_embedding_inputs = self.max_embedding_inputs;
-        c.rejects = self.rejects;
         c.check = self.check;
         c.force = self.force;
-        c.common = g.common(self.on_error);
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         c
     }
 }

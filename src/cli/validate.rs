@@ -66,10 +66,9 @@ impl ValidateArgs {
         c.special = self.special;
         c.annotate = self.annotate;
         c.target = self.target;
-        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.report = self.report;
         // Every failing record is set aside (exit 1): validate has no --on-error fail.
-        c.common = g.common(super::OnError::Skip);
+        c.common = g.common(super::OnError::Skip, self.rejects.as_deref());
         Ok(c)
     }
 }

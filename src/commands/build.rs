@@ -106,7 +106,6 @@ pub struct BuildConfig {
     pub split_by: Option<String>,
     pub limits: Vec<Limit>,
     pub sidecar: Option<PathBuf>,
-    pub rejects: Option<PathBuf>,
     /// Write into a non-empty `out_dir`.
     pub force: bool,
     pub common: CommonOptions,
@@ -134,7 +133,6 @@ impl BuildConfig {
             split_by: None,
             limits: Vec::new(),
             sidecar: None,
-            rejects: None,
             force: false,
             common: CommonOptions::default(),
         }
@@ -356,7 +354,7 @@ impl Plan {
         if cfg.split_by.is_some() != cfg.out_dir.is_some() {
             return usage("--split-by and --out-dir go together");
         }
-        if cfg.rejects.is_some() && cfg.common.on_error == ErrorMode::Fail {
+        if cfg.common.rejects.is_some() && cfg.common.on_error == ErrorMode::Fail {
             return usage(
                 "--rejects needs --on-error skip (with fail, the first bad record stops the run)",
             );
@@ -1269,18 +1267,19 @@ fn run_inner(cfg: &BuildConfig, created: &mut bool) -> Result<BuildSummary> {
     if cfg.out_dir.is_none() {
         claims.output(&cfg.output)?;
     }
-    for p in cfg.sidecar.iter().chain(cfg.rejects.iter()) {
+    if let Some(p) = &cfg.sidecar {
         claims.output_path(p)?;
+    }
+    if let Some(r) = &common.rejects {
+        claims.output(r)?;
     }
     let input = OpenInput::open(&cfg.input)?;
     if let Some(dir) = &cfg.out_dir {
         *created = prepare_out_dir(dir, cfg.force)?;
     }
-    let rejects = match (&cfg.rejects, common.on_error) {
-        (Some(p), ErrorMode::Skip) => {
-            RejectSink::create(Some(&OutputSpec::Path(p.clone())), common.sync)?
-        }
-        _ => RejectSink::create(None, common.sync)?,
+    let rejects = match common.on_error {
+        ErrorMode::Skip => RejectSink::create(common.rejects.as_ref(), common.sync)?,
+        ErrorMode::Fail => RejectSink::create(None, common.sync)?,
     };
     let sidecar = match &cfg.sidecar {
         Some(p) => Some(AtomicFile::create(p, common.sync)?),
@@ -1387,11 +1386,11 @@ fn run_inner(cfg: &BuildConfig, created: &mut bool) -> Result<BuildSummary> {
         totals,
         warning_kinds,
         groups: summaries,
-        rejects_file: cfg
+        rejects_file: common
             .rejects
             .as_ref()
             .filter(|_| common.on_error == ErrorMode::Skip)
-            .map(|p| p.display().to_string()),
+            .map(OutputSpec::display_name),
         sidecar: cfg.sidecar.as_ref().map(|p| p.display().to_string()),
         output_bytes: out_bytes,
         throughput: Throughput::new(stats.bytes, stats.elapsed),

@@ -64,8 +64,6 @@ pub const DOUBLE_ENCODED: &str = "double_encoded";
 pub struct ExtractConfig {
     pub inputs: Vec<InputSpec>,
     pub output: OutputSpec,
-    /// Where rejects go; `None`: counted (and the first few shown) only.
-    pub rejects: Option<OutputSpec>,
     /// Accept only values needing no repair beyond stripping.
     pub strict: bool,
     /// JSON Schema file every record's value must satisfy.
@@ -84,7 +82,6 @@ impl ExtractConfig {
         ExtractConfig {
             inputs,
             output,
-            rejects: None,
             strict: false,
             schema: None,
             explode: None,
@@ -899,7 +896,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         claims.input(i)?;
     }
     claims.output(&cfg.output)?;
-    if let Some(r) = &cfg.rejects {
+    if let Some(r) = &cfg.common.rejects {
         claims.output(r)?;
     }
     // Open every input first: a missing second file fails before anything is written.
@@ -912,17 +909,18 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         cfg,
         validator,
         schema,
-        write_rejects: cfg.rejects.is_some(),
+        write_rejects: cfg.common.rejects.is_some(),
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
         rejects: cfg
+            .common
             .rejects
             .as_ref()
             .map(|r| Output::create(r, cfg.common.sync))
             .transpose()?,
         counts: Counts::default(),
-        echo: RejectEcho::new(&cfg.common, cfg.rejects.is_some()),
+        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
         name: String::new(),
     };
     let several = cfg.inputs.len() > 1;
@@ -960,7 +958,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         command: "extract",
         inputs: cfg.inputs.iter().map(|i| i.display_name()).collect(),
         output: cfg.output.display_name(),
-        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         lines: counts.lines,
         blank: counts.blank,
         lines_with_records: counts.lines_with_records,
@@ -993,14 +991,6 @@ fn check_accounting(c: &Counts) -> Result<()> {
 }
 
 impl Summary for ExtractSummary {
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-
-    fn data_on_stdout(&self) -> bool {
-        self.output == "<stdout>"
-    }
-
     fn human(&self) -> String {
         let mut s = format!(
             "extract: {} lines ({} blank): {} texts, {} values, {} records written",
@@ -1026,5 +1016,13 @@ impl Summary for ExtractSummary {
         }
         s.push_str(&format!("; {}", self.throughput.human()));
         s
+    }
+
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.output == "<stdout>"
     }
 }

@@ -192,14 +192,6 @@ pub struct JoinSummary {
 }
 
 impl Summary for JoinSummary {
-    fn outcome(&self) -> Outcome {
-        self.outcome
-    }
-
-    fn data_on_stdout(&self) -> bool {
-        self.output == "<stdout>"
-    }
-
     fn human(&self) -> String {
         let mut s = format!(
             "join: {} requests: {} ok, {} failed, {} missing; {} results in {} files ({} duplicates resolved, {} orphans)",
@@ -219,6 +211,14 @@ impl Summary for JoinSummary {
             self.throughput.human()
         ));
         s
+    }
+
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.output == "<stdout>"
     }
 }
 

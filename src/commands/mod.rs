@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
+use crate::io::output::OutputSpec;
 use crate::io::rejects::{Reject, RejectSink};
 
 /// Where a run's messages for its user go (the first rejected lines, warnings, notes):
@@ -49,6 +50,9 @@ pub struct CommonOptions {
     pub engine: EngineConfig,
     /// What to do with a bad line.
     pub on_error: ErrorMode,
+    /// Where rejected lines go (`None`: counted, and the first few echoed, only; `shard`
+    /// has a default in its directory).
+    pub rejects: Option<OutputSpec>,
     /// fsync outputs before renaming them into place (off: `--no-sync`).
     pub sync: bool,
     /// Echo the first rejected lines and warnings to `notes` (off: `--quiet`).
@@ -61,6 +65,7 @@ impl Default for CommonOptions {
         CommonOptions {
             engine: EngineConfig::default(),
             on_error: ErrorMode::Fail,
+            rejects: None,
             sync: true,
             verbose: true,
             notes: Notes::default(),

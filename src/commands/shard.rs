@@ -51,8 +51,6 @@ pub struct ShardConfig {
     pub max_tokens: Option<u64>,
     /// Cap on embedding inputs per embeddings file.
     pub max_embedding_inputs: u64,
-    /// Where skipped lines go (`--on-error skip`); default `OUT_DIR/rejects.ndjson`.
-    pub rejects: Option<PathBuf>,
     /// Validate and print the plan; write nothing.
     pub check: bool,
     /// Write into a directory that already holds files.
@@ -69,7 +67,6 @@ impl ShardConfig {
             max_bytes: limits::MAX_BYTES,
             max_tokens: None,
             max_embedding_inputs: limits::MAX_EMBEDDING_INPUTS,
-            rejects: None,
             check: false,
             force: false,
             common: CommonOptions::default(),
@@ -479,7 +476,7 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
     {
         return Err(Error::Usage("limits must be positive".into()));
     }
-    if cfg.rejects.is_some() && common.on_error == ErrorMode::Fail {
+    if common.rejects.is_some() && common.on_error == ErrorMode::Fail {
         return Err(Error::Usage(
             "--rejects needs --on-error skip (the default, fail, stops at the first bad line)"
                 .into(),
@@ -500,8 +497,9 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
         }
         None => None,
     };
-    let default_rejects = out_dir.map(|d| d.join(DEFAULT_REJECTS));
-    let rejects_path = match (&cfg.rejects, common.on_error, out_dir) {
+    // Skipped lines go to `--rejects`, by default `OUT_DIR/rejects.ndjson`.
+    let default_rejects = out_dir.map(|d| OutputSpec::Path(d.join(DEFAULT_REJECTS)));
+    let rejects_path = match (&common.rejects, common.on_error, out_dir) {
         (_, ErrorMode::Fail, _) | (_, _, None) => None,
         (Some(p), ErrorMode::Skip, Some(_)) => Some(p.clone()),
         (None, ErrorMode::Skip, Some(_)) => default_rejects.clone(),
@@ -510,15 +508,9 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
         claims.output_path(&dir.join(MANIFEST_NAME))?;
     }
     if let Some(p) = &rejects_path {
-        claims.output_path(p)?;
+        claims.output(p)?;
     }
-    let rejects = RejectSink::create(
-        rejects_path
-            .as_ref()
-            .map(|p| OutputSpec::Path(p.clone()))
-            .as_ref(),
-        common.sync,
-    )?;
+    let rejects = RejectSink::create(rejects_path.as_ref(), common.sync)?;
     let mut engine_cfg = common.engine.clone();
     // A line over --max-bytes is rejected anyway, so it need not be held whole; but up
     // to 1 MiB of it is kept for the rejects file, from files and streams alike.
@@ -613,7 +605,11 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
         };
         let mut stale: Vec<PathBuf> = old_manifest.map(|m| m.file_paths(dir)).unwrap_or_default();
         // A default rejects file of an earlier run goes too when this run writes none.
-        stale.extend(default_rejects.filter(|d| rejects_path.as_ref() != Some(d)));
+        stale.extend(
+            default_rejects
+                .filter(|d| rejects_path.as_ref() != Some(d))
+                .and_then(|d| d.path().map(Path::to_path_buf)),
+        );
         commit_shards(
             dir,
             &manifest,
@@ -632,7 +628,7 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
         check: cfg.check,
         totals,
         warning_kinds,
-        rejects_file: rejects_path.map(|p| p.display().to_string()),
+        rejects_file: rejects_path.map(|p| p.display_name()),
         throughput: Throughput::new(stats.bytes, stats.elapsed),
         shards: files,
         outcome,

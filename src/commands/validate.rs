@@ -74,7 +74,6 @@ pub struct ValidateConfig {
     pub annotate: bool,
     /// Stop after this many valid records.
     pub target: Option<u64>,
-    pub rejects: Option<OutputSpec>,
     /// `--report FILE`: the summary as JSON.
     pub report: Option<PathBuf>,
     pub common: CommonOptions,
@@ -91,7 +90,6 @@ impl ValidateConfig {
             special: false,
             annotate: false,
             target: None,
-            rejects: None,
             report: None,
             common: CommonOptions::default(),
         }
@@ -677,13 +675,13 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     let mut claims = PathClaims::new();
     claims.input(&cfg.input)?;
     claims.output(&cfg.output)?;
-    if let Some(r) = &cfg.rejects {
+    if let Some(r) = &cfg.common.rejects {
         claims.output(r)?;
     }
     if let Some(p) = &cfg.report {
         claims.output_path(p)?;
     }
-    if cfg.output.is_stdout() && matches!(cfg.rejects, Some(OutputSpec::Stdout)) {
+    if cfg.output.is_stdout() && matches!(cfg.common.rejects, Some(OutputSpec::Stdout)) {
         return Err(Error::Usage(
             "the output and the rejects cannot both go to stdout".into(),
         ));
@@ -708,17 +706,18 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         rules: &rule_set,
         names: names.clone(),
         annotate: cfg.annotate,
-        write_rejects: cfg.rejects.is_some(),
+        write_rejects: cfg.common.rejects.is_some(),
         pool: Mutex::new(Vec::new()),
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
         rejects: cfg
+            .common
             .rejects
             .as_ref()
             .map(|r| Output::create(r, cfg.common.sync))
             .transpose()?,
-        side_files: cfg.report.is_some() || matches!(cfg.rejects, Some(OutputSpec::Path(_))),
+        side_files: cfg.report.is_some() || matches!(cfg.common.rejects, Some(OutputSpec::Path(_))),
         totals: Totals {
             failures: vec![0; rule_set.rules().len()],
             tokens: vec![0; width],
@@ -726,7 +725,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         target: cfg.target,
         width,
-        echo: RejectEcho::new(&cfg.common, cfg.rejects.is_some()),
+        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
         name: input.name().to_string(),
     };
     let stats = engine::run(
@@ -755,7 +754,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         command: "validate",
         input: cfg.input.display_name(),
         output: cfg.output.display_name(),
-        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         tokenizers: rule_set
             .tokenizers()
             .iter()
@@ -809,7 +808,8 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         load_seconds: round3(load_seconds.as_secs_f64()),
         total_seconds: round3(started.elapsed().as_secs_f64()),
         outcome: Outcome::of(invalid, stdout_closed),
-        data_on_stdout: cfg.output.is_stdout() || matches!(cfg.rejects, Some(OutputSpec::Stdout)),
+        data_on_stdout: cfg.output.is_stdout()
+            || matches!(cfg.common.rejects, Some(OutputSpec::Stdout)),
     };
     if let Some(path) = &cfg.report {
         let mut f = AtomicFile::create(path, cfg.common.sync)?;

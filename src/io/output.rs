@@ -41,6 +41,13 @@ impl OutputSpec {
     pub fn is_stdout(&self) -> bool {
         matches!(self, OutputSpec::Stdout)
     }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            OutputSpec::Stdout => None,
+            OutputSpec::Path(p) => Some(p),
+        }
+    }
 }
 
 /// Every this many bytes, a [`Streamed`] file hands what was written to the disk.

@@ -533,3 +533,36 @@ fn issue10_15_sigterm_exits_143_and_leaves_nothing() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     assert!(!d.join("out").exists());
 }
+
+#[test]
+fn issue10_on_error_fail_stops_extract_and_validate_at_the_first_bad_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let chat = fixture("results/chat.jsonl");
+    let o = run_in(
+        d,
+        &[
+            "extract",
+            chat.to_str().unwrap(),
+            "-o",
+            "x.jsonl",
+            "--on-error",
+            "fail",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("chat.jsonl:5:"), "{}", stderr(&o));
+    assert!(files_in(d).is_empty(), "{:?}", files_in(d));
+    std::fs::write(d.join("in.jsonl"), "{\"a\": 1}\nnot json\n{\"a\": 2}\n").unwrap();
+    let args = ["validate", "in.jsonl", "--rule", "true", "-o", "v.jsonl"];
+    let o = run_in(d, &args, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    std::fs::remove_file(d.join("v.jsonl")).unwrap();
+    let mut fail = args.to_vec();
+    fail.extend(["--on-error", "fail"]);
+    let o = run_in(d, &fail, None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("in.jsonl:2:"), "{}", stderr(&o));
+    assert_eq!(files_in(d), ["in.jsonl"]);
+}

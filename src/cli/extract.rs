@@ -21,6 +21,10 @@ pub struct ExtractArgs {
     /// Rejects file: failed requests, refusals, texts without JSON, schema failures.
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<String>,
+    /// What to do with a line that gives no record: `skip` (set it aside, exit 1) or
+    /// `fail` (stop at the first, write nothing, exit 2).
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_error: super::OnError,
     /// Accept only values that needed no repair beyond stripping fences, prose,
     /// <think> blocks and the like.
     #[arg(long)]
@@ -61,8 +65,7 @@ impl ExtractArgs {
         c.explode = self.explode;
         c.text_field = self.text_field;
         c.id_field = self.id_field;
-        // Every bad line is set aside (exit 1): extract has no --on-error fail.
-        c.common = g.common(super::OnError::Skip, self.rejects.as_deref());
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         c
     }
 }

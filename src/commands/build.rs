@@ -679,14 +679,7 @@ fn render_line(
     if line.is_cut() {
         return Err((line.too_long(), None));
     }
-    // simdutf8 checks valid text several times faster than std; std finds the position.
-    let text = match simdutf8::basic::from_utf8(line.bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            let at = std::str::from_utf8(line.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
-            return Err((format!("invalid UTF-8 at byte {at} of the line"), None));
-        }
-    };
+    let text = line.text().map_err(|reason| (reason, None))?;
     let rec = if plan.text {
         Record::text(text)
     } else {

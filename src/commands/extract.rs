@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CommonOptions, Outcome, RejectEcho, Summary};
+use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
 use crate::batch::result::{read_field, read_result, Failure, TextItem, TextSource, ToolRef};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
@@ -379,17 +379,12 @@ impl Ctx<'_> {
             let checked = if line.is_cut() {
                 Ok(None)
             } else {
-                simdutf8::basic::from_utf8(line.bytes)
-                    .map(Some)
-                    .map_err(|_| std::str::from_utf8(line.bytes).unwrap_err())
+                line.text().map(Some)
             };
             let text = match checked {
                 Ok(Some(t)) => Ok(t),
                 Ok(None) => Err(("line_too_long", line.too_long())),
-                Err(e) => Err((
-                    "bad_line",
-                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-                )),
+                Err(e) => Err(("bad_line", e)),
             };
             match text {
                 Err((reason, detail)) => {
@@ -830,11 +825,22 @@ struct Writer {
     rejects: Option<Output>,
     counts: Counts,
     echo: RejectEcho,
+    on_error: ErrorMode,
     name: String,
 }
 
 impl Writer {
     fn consume(&mut self, out: ChunkOut) -> Result<Flow> {
+        if self.on_error == ErrorMode::Fail {
+            if let Some(&(line, offset, reason)) = out.echoes.first() {
+                return Err(Error::BadLine {
+                    file: self.name.clone(),
+                    line,
+                    offset,
+                    reason: reason.to_string(),
+                });
+            }
+        }
         self.out.write_all(&out.records)?;
         if let Some(r) = self.rejects.as_mut() {
             r.write_all(&out.rejects)?;
@@ -921,6 +927,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
             .transpose()?,
         counts: Counts::default(),
         echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
+        on_error: cfg.common.on_error,
         name: String::new(),
     };
     let several = cfg.inputs.len() > 1;

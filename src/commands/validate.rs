@@ -39,7 +39,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CommonOptions, Outcome, RejectEcho, Summary};
+use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
@@ -552,6 +552,7 @@ struct Writer {
     target: Option<u64>,
     width: usize,
     echo: RejectEcho,
+    on_error: ErrorMode,
     name: String,
 }
 
@@ -610,6 +611,14 @@ impl Writer {
         for (line, offset, reason) in o.echoes {
             if cut.is_some_and(|i| line > o.entries[i].line) {
                 break;
+            }
+            if self.on_error == ErrorMode::Fail {
+                return Err(Error::BadLine {
+                    file: self.name.clone(),
+                    line,
+                    offset,
+                    reason,
+                });
             }
             self.echo.echo(&self.name, line, offset, &reason);
         }
@@ -726,6 +735,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         target: cfg.target,
         width,
         echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
+        on_error: cfg.common.on_error,
         name: input.name().to_string(),
     };
     let stats = engine::run(

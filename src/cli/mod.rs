@@ -10,12 +10,14 @@ use batchline::report::SummaryMode;
 mod build;
 mod extract;
 mod join;
+mod serve;
 mod shard;
 mod validate;
 
 pub use build::BuildArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use serve::ServeArgs;
 pub use shard::ShardArgs;
 pub use validate::ValidateArgs;
 
@@ -85,6 +87,9 @@ pub enum Command {
     Join(JoinArgs),
     /// Keep the records whose rules hold with every tokenizer (token counts, same(...)).
     Validate(ValidateArgs),
+    /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
+    /// the echo model or an OpenAI-compatible upstream.
+    Serve(ServeArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

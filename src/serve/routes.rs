@@ -787,8 +787,10 @@ fn take_limits(app: &App, tokens: u64) -> Result<Vec<(&'static str, String)>, Ap
     ) -> std::sync::MutexGuard<'_, crate::exec::ratelimit::TokenBucket> {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
+    // Each guard is dropped before the bucket is locked again (no self-deadlock).
     if let Some(r) = &app.rpm {
-        if let Err(wait) = lock(r).try_take(1) {
+        let taken = lock(r).try_take(1);
+        if let Err(wait) = taken {
             let secs = wait.as_secs_f64().ceil().max(1.0) as u64;
             let cap = lock(r).capacity();
             return Err(ApiError::rate_limited(
@@ -799,7 +801,8 @@ fn take_limits(app: &App, tokens: u64) -> Result<Vec<(&'static str, String)>, Ap
         }
     }
     if let Some(t) = &app.tpm {
-        if let Err(wait) = lock(t).try_take(tokens) {
+        let taken = lock(t).try_take(tokens);
+        if let Err(wait) = taken {
             if let Some(r) = &app.rpm {
                 lock(r).refund(1);
             }

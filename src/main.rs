@@ -72,5 +72,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
             Ok(summary.outcome)
         }
+        Command::Completions(args) => cli::shell::completions(&args),
+        Command::Man(args) => cli::shell::man(&args),
     }
 }

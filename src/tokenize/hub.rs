@@ -33,6 +33,11 @@
 //!
 //! The token is only ever read from the environment (never from `HF_HOME/token`), and
 //! never appears in an error or in `Debug` output.
+//!
+//! The client is reqwest's blocking one (rustls with its bundled web PKI roots;
+//! `HTTPS_PROXY` and friends are honoured): call [`resolve`] from a plain thread, or from
+//! `tokio::task::spawn_blocking`, never on a tokio runtime's own threads, where a blocking
+//! client panics.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

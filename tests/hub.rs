@@ -355,6 +355,35 @@ fn downloads_into_the_hf_cache_layout_then_uses_it_offline() {
 }
 
 #[test]
+fn one_model_twice_in_one_run_is_fetched_in_parallel_without_harm() {
+    let server = hub(None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = server.url();
+    let cache_s = cache.display().to_string();
+    let env = [
+        ("HF_ENDPOINT", url.as_str()),
+        ("HF_HUB_CACHE", cache_s.as_str()),
+    ];
+    // Two names for one model: loaded in parallel, both may download it.
+    let o = validate(
+        dir.path(),
+        "org/tok",
+        &["--tokenizer", "u=org/tok", "--rule", "same(tokens(text))"],
+        &env,
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!((1..=2).contains(&server.requests().len()));
+    let r = repo(&cache, "tok");
+    let pointer = r.join("snapshots").join(COMMIT).join("tokenizer.json");
+    assert_eq!(
+        std::fs::read_link(&pointer).unwrap(),
+        Path::new("../../blobs").join(GIT_ETAG)
+    );
+    assert_eq!(tree(&r).len(), 7, "{:?}", tree(&r));
+}
+
+#[test]
 fn revisions_get_their_own_refs_and_urls() {
     let server = hub(None);
     let dir = tempfile::tempdir().unwrap();

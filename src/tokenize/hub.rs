@@ -41,7 +41,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -605,11 +605,14 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// reader sees no link or the whole link. Without symlinks (Windows without developer
 /// mode), a copy, as `huggingface_hub` does.
 fn link_atomic(blob: &Path, pointer: &Path, blob_name: &str) -> std::io::Result<()> {
+    // Unique per process and call: two tokenizers of one run may fetch the same model
+    // in parallel threads.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
     let parent = pointer.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(
-        ".batchline-{}-{}.incomplete",
+        ".batchline-{}-{}-{FILENAME}.incomplete",
         std::process::id(),
-        FILENAME
+        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&tmp);
     #[cfg(unix)]

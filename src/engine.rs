@@ -43,6 +43,11 @@ impl Cancel {
         self.0.load(Ordering::Relaxed)
     }
 
+    /// The flag, for code that polls an `AtomicBool` (tokenizer downloads).
+    pub fn as_atomic(&self) -> &AtomicBool {
+        &self.0
+    }
+
     /// The flag itself (for a signal handler, which can only store into an atomic).
     pub fn flag(&self) -> Arc<AtomicBool> {
         Arc::clone(&self.0)

@@ -57,6 +57,15 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Extract(args) => report(mode, &commands::extract::run(&args.into_config(&g))?),
         Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g))?),
         Command::Validate(args) => report(mode, &commands::validate::run(&args.into_config(&g)?)?),
+        Command::Serve(args) => {
+            commands::serve::run(args.into_config()?, |addr| {
+                // The line a caller waits for; a closed stdout must not stop the server.
+                print_out(&format!("listening on http://{addr}\n"));
+            })?;
+            Ok(Outcome::Clean)
+        }
+        Command::Completions(args) => cli::shell::completions(&args),
+        Command::Man(args) => cli::shell::man(&args),
     }
 }
 

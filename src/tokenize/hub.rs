@@ -504,20 +504,12 @@ fn read_body(
 }
 
 fn progress_bar(wanted: bool, total: Option<u64>, id: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
+    let bar = crate::report::progress_bar(
+        wanted,
+        total,
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style.progress_chars("=> "));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        Some("=> "),
+    )?;
     bar.set_message(format!("{id} {FILENAME}"));
     Some(bar)
 }

@@ -384,6 +384,65 @@ fn one_model_twice_in_one_run_is_fetched_in_parallel_without_harm() {
 }
 
 #[test]
+fn a_rules_file_can_name_hub_tokenizers() {
+    let server = hub(None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = server.url();
+    let cache_s = cache.display().to_string();
+    std::fs::write(dir.path().join("records.jsonl"), RECORDS).unwrap();
+    std::fs::write(
+        dir.path().join("rules.txt"),
+        "# tokenizers and rules in one file\ntokenizer t=org/tok\ntokenizer o200k_base\n\
+         short: tokens(text) < 100000\n",
+    )
+    .unwrap();
+    let o = Command::new(common::bin())
+        .current_dir(dir.path())
+        .args([
+            "validate",
+            "records.jsonl",
+            "--rules",
+            "rules.txt",
+            "--revision",
+            "v1",
+            "--json",
+        ])
+        .env("HF_ENDPOINT", &url)
+        .env("HF_HUB_CACHE", &cache_s)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o), RECORDS);
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/org/tok/resolve/v1/tokenizer.json"]);
+    let report: serde_json::Value = serde_json::from_str(&common::stderr(&o)).unwrap();
+    let names: Vec<&str> = report["tokenizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["t", "o200k_base"]);
+
+    // A bad declaration names the file and line.
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "a: len(text) > 0\ntokenizer x=hf:a--b\n",
+    )
+    .unwrap();
+    let o = validate(dir.path(), "o200k_base", &["--rules", "bad.txt"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("bad.txt line 2"),
+        "{}",
+        common::stderr(&o)
+    );
+}
+
+#[test]
 fn revisions_get_their_own_refs_and_urls() {
     let server = hub(None);
     let dir = tempfile::tempdir().unwrap();

@@ -10,6 +10,7 @@ use batchline::report::SummaryMode;
 mod build;
 mod extract;
 mod join;
+mod serve;
 mod shard;
 pub mod shell;
 mod validate;
@@ -17,6 +18,7 @@ mod validate;
 pub use build::BuildArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use serve::ServeArgs;
 pub use shard::ShardArgs;
 pub use validate::ValidateArgs;
 
@@ -95,6 +97,9 @@ pub enum Command {
     Join(JoinArgs),
     /// Keep the records whose rules hold with every tokenizer (token counts, same(...)).
     Validate(ValidateArgs),
+    /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
+    /// the echo model or an OpenAI-compatible upstream.
+    Serve(ServeArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.

@@ -508,7 +508,8 @@ fn read_body(
         ));
     }
     let bar = progress_bar(opts.progress, expected, id);
-    let mut body = Vec::with_capacity(expected.unwrap_or(0).min(MAX_DOWNLOAD) as usize);
+    // A claimed length is only a hint: never reserve more than a real tokenizer needs.
+    let mut body = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
     let mut buf = vec![0u8; 64 << 10];
     loop {
         if opts.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {

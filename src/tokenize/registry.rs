@@ -510,7 +510,22 @@ impl Tokenizer {
                     progress: opts.progress,
                     cancel: opts.cancel,
                 };
-                let found = hub::resolve(&opts.hub, id, rev, fetch)?;
+                let found = hub::resolve(&opts.hub, id, rev, fetch).map_err(|e| match e {
+                    // Say why a path-looking spec went to the Hub: a mistyped local path
+                    // would otherwise read as a strange Hub error.
+                    TokenizeError::Hub {
+                        id,
+                        revision,
+                        message,
+                    } if !Path::new(&id).exists() => TokenizeError::Hub {
+                        message: format!(
+                            "{message} (read as a Hub id: there is no file or folder {id:?})"
+                        ),
+                        id,
+                        revision,
+                    },
+                    e => e,
+                })?;
                 let mut t = Self::from_file(&spec.name, &found.path)?;
                 t.source = TokenizerSource::Hub {
                     id: id.clone(),

@@ -305,7 +305,11 @@ fn downloads_into_the_hf_cache_layout_then_uses_it_offline() {
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(common::stdout(&o), want);
     // stderr is a pipe here: no download progress bar, only the summary.
-    assert!(!common::stderr(&o).contains('\x1b'), "{:?}", common::stderr(&o));
+    assert!(
+        !common::stderr(&o).contains('\x1b'),
+        "{:?}",
+        common::stderr(&o)
+    );
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].path, "/org/tok/resolve/main/tokenizer.json");

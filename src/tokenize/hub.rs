@@ -42,7 +42,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -640,13 +640,16 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// mode), a copy, as `huggingface_hub` does.
 fn link_atomic(blob: &Path, pointer: &Path, blob_name: &str) -> std::io::Result<()> {
     // Unique per process and call: two tokenizers of one run may fetch the same model
-    // in parallel threads.
-    static SEQ: AtomicU64 = AtomicU64::new(0);
+    // in parallel threads. std's RandomState draws new keys for every instance, so the
+    // hash of nothing differs between calls without any shared counter.
+    let unique = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new().build_hasher().finish()
+    };
     let parent = pointer.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(
-        ".batchline-{}-{}-{FILENAME}.incomplete",
+        ".batchline-{}-{unique:016x}-{FILENAME}.incomplete",
         std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&tmp);
     #[cfg(unix)]

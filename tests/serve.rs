@@ -832,6 +832,40 @@ fn direct_endpoints_answer_with_echo_and_rate_limits() {
 }
 
 #[test]
+fn the_token_limit_counts_prompt_plus_max_tokens() {
+    let d = tmp();
+    let s = Server::start(d.path(), &["--echo", "--tpm", "100"]);
+    let api = Api::new(&s);
+    // 3 + 1 + 1 + 3 = 8 prompt tokens + 60 max_tokens = 68 of 100.
+    let body = json!({"model": "gpt-4o", "max_tokens": 60, "messages": [{"role": "user", "content": "hello"}]});
+    let r = api
+        .req(reqwest::Method::POST, "/v1/chat/completions")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-ratelimit-limit-tokens"], "100");
+    let left: u64 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((32..=33).contains(&left), "{left}");
+    let r = api
+        .req(reqwest::Method::POST, "/v1/chat/completions")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let e: Value = r.json().unwrap();
+    assert_eq!(
+        (e["error"]["type"].as_str(), e["error"]["code"].as_str()),
+        (Some("tokens"), Some("rate_limit_exceeded"))
+    );
+}
+
+#[test]
 fn faults_inject_errors_drops_and_hangs() {
     let d = tmp();
     let s = Server::start(

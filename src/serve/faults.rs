@@ -99,7 +99,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             ))
         }
     };
-    Ok(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("duration out of range: {s:?}"))
 }
 
 fn parse_rule(r: &str) -> Result<Rule, String> {
@@ -281,6 +281,7 @@ mod tests {
             ("chat:200", "4xx/5xx"),
             ("chat:500@0", "@CALLS"),
             ("chat:slow=fast", "not a duration"),
+            ("chat:slow=99999999999999999999999h", "out of range"),
         ] {
             let e = Faults::parse(spec).unwrap_err();
             assert!(e.contains(want), "{spec}: {e}");

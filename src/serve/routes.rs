@@ -197,7 +197,11 @@ async fn upload(
                 let name = field.file_name().unwrap_or("upload").to_string();
                 let path = app.store.upload_path();
                 let guard = TempGuard(Some(path.clone()));
-                let mut f = tokio::fs::File::create(&path).await?;
+                // 1 MB writes: fewer trips to the blocking pool than one per network chunk.
+                let mut f = tokio::io::BufWriter::with_capacity(
+                    1 << 20,
+                    tokio::fs::File::create(&path).await?,
+                );
                 let mut n = 0u64;
                 // The body goes to disk chunk by chunk: memory stays flat whatever the size.
                 while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
@@ -213,7 +217,8 @@ async fn upload(
                     }
                     f.write_all(&chunk).await?;
                 }
-                f.sync_all().await?;
+                f.flush().await?;
+                f.get_ref().sync_all().await?;
                 received = Some((guard, n, name));
             }
             _ => {}

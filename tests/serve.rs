@@ -305,7 +305,9 @@ fn validation_failures_carry_openai_codes_and_lines() {
     let s = Server::start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let good = |i: usize| chat_line(&format!("g{i}"), "gpt-4o", "hi");
-    let cases: Vec<(Vec<String>, &str, Option<u64>, Option<&str>)> = vec![
+    // (lines, code, line, param)
+    type Case<'a> = (Vec<String>, &'a str, Option<u64>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec![good(1), "{nope".into()],
             "invalid_json_line",
@@ -892,6 +894,15 @@ fn faults_inject_errors_drops_and_hangs() {
     let read = BufReader::new(r).read_to_end(&mut got);
     assert!(read.is_err(), "the body should have been cut");
     assert!(got.len() <= 50);
+    // A client resumes where the cut left it, with Range.
+    let rest = client()
+        .get(format!("{}/v1/files/{fid}/content", s.url))
+        .header("range", format!("bytes={}-", got.len()))
+        .send()
+        .unwrap();
+    assert_eq!(rest.status().as_u16(), 206);
+    got.extend_from_slice(&rest.bytes().unwrap());
+    assert_eq!(got, lines_bytes(&lines));
     assert_eq!(api.content(&fid).as_bytes(), &lines_bytes(&lines)[..]);
     // The first create is carried out but never answered.
     let short = Client::builder()

@@ -319,8 +319,8 @@ fn page<T: serde::Serialize>(
     json!({
         "object": "list",
         "data": data,
-        "first_id": data.first().map(|x| id_of(x)),
-        "last_id": data.last().map(|x| id_of(x)),
+        "first_id": data.first().map(&id_of),
+        "last_id": data.last().map(&id_of),
         "has_more": rest.len() > data.len(),
     })
 }
@@ -372,9 +372,13 @@ async fn delete_file(State(app): Shared, Path(id): Path<String>) -> Response {
     .await
 }
 
+/// A `Range` that does not fit the body (answered 416).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unsatisfiable;
+
 /// A `Range: bytes=...` header against a body of `len` bytes: `Ok(None)` for the whole
 /// body, `Ok(Some((start, end_inclusive)))`, or `Err` when it cannot be satisfied.
-pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
+pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, Unsatisfiable> {
     let Some(spec) = h.trim().strip_prefix("bytes=") else {
         return Ok(None);
     };
@@ -382,25 +386,27 @@ pub fn parse_range(h: &str, len: u64) -> Result<Option<(u64, u64)>, ()> {
     if spec.contains(',') {
         return Ok(None);
     }
-    let (a, b) = spec.split_once('-').ok_or(())?;
+    let (a, b) = spec.split_once('-').ok_or(Unsatisfiable)?;
     let (a, b) = (a.trim(), b.trim());
     let (start, end) = if a.is_empty() {
-        let n: u64 = b.parse().map_err(|_| ())?;
+        let n: u64 = b.parse().map_err(|_| Unsatisfiable)?;
         if n == 0 {
-            return Err(());
+            return Err(Unsatisfiable);
         }
         (len.saturating_sub(n), len.saturating_sub(1))
     } else {
-        let s: u64 = a.parse().map_err(|_| ())?;
+        let s: u64 = a.parse().map_err(|_| Unsatisfiable)?;
         let e = if b.is_empty() {
             len.saturating_sub(1)
         } else {
-            b.parse::<u64>().map_err(|_| ())?.min(len.saturating_sub(1))
+            b.parse::<u64>()
+                .map_err(|_| Unsatisfiable)?
+                .min(len.saturating_sub(1))
         };
         (s, e)
     };
     if len == 0 || start >= len || start > end {
-        return Err(());
+        return Err(Unsatisfiable);
     }
     Ok(Some((start, end)))
 }
@@ -433,7 +439,7 @@ async fn content(
     let (status, start, end) = match range.map(|r| parse_range(r, len)) {
         None | Some(Ok(None)) => (StatusCode::OK, 0, len),
         Some(Ok(Some((s, e)))) => (StatusCode::PARTIAL_CONTENT, s, e + 1),
-        Some(Err(())) => {
+        Some(Err(Unsatisfiable)) => {
             let mut r = ApiError::new(
                 StatusCode::RANGE_NOT_SATISFIABLE,
                 "invalid_request_error",
@@ -883,8 +889,8 @@ mod tests {
         assert_eq!(parse_range("bytes=4-6", 10), Ok(Some((4, 6))));
         assert_eq!(parse_range("bytes=4-100", 10), Ok(Some((4, 9))));
         assert_eq!(parse_range("bytes=-3", 10), Ok(Some((7, 9))));
-        assert_eq!(parse_range("bytes=10-", 10), Err(()));
-        assert_eq!(parse_range("bytes=6-4", 10), Err(()));
+        assert_eq!(parse_range("bytes=10-", 10), Err(Unsatisfiable));
+        assert_eq!(parse_range("bytes=6-4", 10), Err(Unsatisfiable));
         assert_eq!(parse_range("items=0-1", 10), Ok(None));
     }
 

@@ -1001,7 +1001,15 @@ fn the_official_openai_sdk_drives_the_server() {
     let d = tmp();
     let s = Server::start_env(
         d.path(),
-        &["--echo", "--api-key-env", "BL_SDK_KEY"],
+        &[
+            "--echo",
+            "--latency-ms",
+            "25",
+            "--concurrency",
+            "2",
+            "--api-key-env",
+            "BL_SDK_KEY",
+        ],
         &[("BL_SDK_KEY", "sk-sdk-test")],
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/serve_sdk.py");

@@ -469,6 +469,9 @@ async fn content(
                 return None;
             }
             if budget == 0 {
+                // Give the connection a moment to flush the bytes already yielded: the
+                // point of the fault is a body cut after N bytes, not a missing answer.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                 return Some((
                     Err(std::io::Error::other("connection dropped by --faults")),
                     (f, 0, 0),

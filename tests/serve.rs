@@ -692,6 +692,24 @@ fn sigterm_stops_cleanly_and_a_restart_resumes() {
 }
 
 #[test]
+fn one_data_dir_serves_one_server() {
+    let d = tmp();
+    let _s = Server::start(d.path(), &["--echo"]);
+    let out = Command::new(BIN)
+        .args(["serve", "--echo", "--port", "0", "--data-dir"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another batchline serve"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no listening line for a server that does not serve"
+    );
+}
+
+#[test]
 fn auth_takes_bearer_or_api_key_and_never_echoes_the_key() {
     let d = tmp();
     let s = Server::start_env(

@@ -480,7 +480,7 @@ fn finalize(app: &Arc<App>, id: &str, ending: &str) -> io::Result<()> {
             }
         }
         if r.state.result_ids.is_none() {
-            r.state.result_ids = Some((new_id("file-"), new_id("file-")));
+            r.state.result_ids = Some((app.store.new_id("file-"), app.store.new_id("file-")));
         }
     })?
     else {

@@ -260,7 +260,7 @@ async fn upload(
     }
     let created_at = now();
     let obj = FileObject {
-        id: new_id("file-"),
+        id: app.store.new_id("file-"),
         object: "file".into(),
         bytes,
         created_at,
@@ -654,7 +654,7 @@ fn check_create(app: &App, body: &Value) -> Result<BatchRec, ApiError> {
     let window_ms = app.opts.window.as_millis() as u64;
     Ok(BatchRec {
         batch: Batch {
-            id: new_id("batch_"),
+            id: app.store.new_id("batch_"),
             object: "batch".into(),
             endpoint: endpoint.to_string(),
             model: None,

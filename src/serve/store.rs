@@ -153,6 +153,9 @@ pub struct Store {
     /// folder would overwrite each other's records. The kernel drops it at any exit,
     /// kill -9 included.
     _lock: File,
+    /// The last time stamp put in an id, so that ids from [`Store::new_id`] strictly
+    /// increase (the index lists in id order) even when the clock stands still.
+    last_stamp: AtomicU64,
 }
 
 /// Seconds since the epoch.
@@ -175,24 +178,16 @@ pub fn random_u64() -> u64 {
     h.finish()
 }
 
-static LAST_STAMP: AtomicU64 = AtomicU64::new(0);
-
-/// A new id: `prefix` then a strictly increasing time stamp and a random part, so that
-/// ids sort in creation order (lists are newest first) and never repeat, even across a
-/// restart.
+/// A new id: `prefix`, a time stamp and a random part. Unique, but only roughly in
+/// creation order: ids that must sort (files, batches) come from [`Store::new_id`].
 pub fn new_id(prefix: &str) -> String {
-    let nanos = SystemTime::now()
+    format!("{prefix}{:016x}{:08x}", now_nanos(), random_u64() as u32)
+}
+
+fn now_nanos() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    let mut last = LAST_STAMP.load(Ordering::Relaxed);
-    let stamp = loop {
-        let next = nanos.max(last + 1);
-        match LAST_STAMP.compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed) {
-            Ok(_) => break next,
-            Err(seen) => last = seen,
-        }
-    };
-    format!("{prefix}{stamp:016x}{:08x}", random_u64() as u32)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 /// Writes `bytes` to `path` atomically: a temp file beside it, fsync, rename, fsync of
@@ -224,6 +219,25 @@ fn with_path(e: io::Error, path: &Path) -> io::Error {
 }
 
 impl Store {
+    /// A new id: `prefix` then a strictly increasing time stamp and a random part, so that
+    /// ids sort in creation order (lists are newest first) and never repeat, even across
+    /// a restart (the stamp is the clock in nanoseconds, moved on by one when it repeats).
+    pub fn new_id(&self, prefix: &str) -> String {
+        let nanos = now_nanos();
+        let mut last = self.last_stamp.load(Ordering::Relaxed);
+        let stamp = loop {
+            let next = nanos.max(last + 1);
+            match self
+                .last_stamp
+                .compare_exchange(last, next, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => break next,
+                Err(seen) => last = seen,
+            }
+        };
+        format!("{prefix}{stamp:016x}{:08x}", random_u64() as u32)
+    }
+
     /// Opens (or creates) the data directory and loads every record in it.
     pub fn open(dir: &Path) -> io::Result<Store> {
         for sub in ["files", "batches", "uploads"] {
@@ -249,6 +263,7 @@ impl Store {
             dir: dir.to_path_buf(),
             index: Mutex::new(Index::default()),
             _lock: lock,
+            last_stamp: AtomicU64::new(0),
         };
         store.clear_uploads();
         let mut index = Index::default();
@@ -301,7 +316,7 @@ impl Store {
 
     /// A fresh path to receive an upload into.
     pub fn upload_path(&self) -> PathBuf {
-        self.dir.join("uploads").join(new_id("up-"))
+        self.dir.join("uploads").join(self.new_id("up-"))
     }
 
     pub fn file_data(&self, id: &str) -> PathBuf {
@@ -422,7 +437,9 @@ mod tests {
 
     #[test]
     fn ids_sort_in_creation_order() {
-        let ids: Vec<String> = (0..1000).map(|_| new_id("batch_")).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let ids: Vec<String> = (0..1000).map(|_| store.new_id("batch_")).collect();
         let mut sorted = ids.clone();
         sorted.sort();
         assert_eq!(ids, sorted);

@@ -41,9 +41,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 
 use super::Outcome;
-use crate::batch::outcome::{
-    parse_request_side, parse_result, scan_ok_result, Failure, Outcome as ResultOutcome,
-};
+use crate::batch::classify::{classify, Failure, Verdict};
+use crate::batch::outcome::{parse_request_side, scan_ok_result};
 use crate::commands::shard::Manifest;
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
@@ -355,7 +354,7 @@ impl Source {
     /// Reads the result line at `offset` and checks all of it.
     fn check_line(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<()> {
         self.read_at(buf, offset, len)?;
-        match parse_result(buf, false) {
+        match classify(buf, false) {
             Ok(_) => Ok(()),
             Err(reason) => Err(self.bad_line(offset, reason)),
         }
@@ -544,12 +543,12 @@ fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
                 .push((Key::of(id), line.offset, line.len as u32, true, false));
             continue;
         }
-        match parse_result(line.bytes, false) {
+        match classify(line.bytes, false) {
             Ok(r) => out.entries.push((
                 Key::of(&r.custom_id),
                 line.offset,
                 line.len as u32,
-                r.outcome.is_ok(),
+                r.verdict.is_ok(),
                 true,
             )),
             Err(reason) => {
@@ -858,27 +857,27 @@ impl<'i> Ctx<'i> {
             .map_err(|e| e.to_string())?;
         // The index pass may have read only the head and tail of this line: it is fully
         // checked here.
-        let result = parse_result(buf, true).map_err(|reason| LineError::Result {
+        let result = classify(buf, true).map_err(|reason| LineError::Result {
             file: rec.file(),
             offset: rec.offset(),
             reason,
         })?;
         // The raw result line is only checked (and shown) when asked for.
         let result_text = self.want_result.then_some(result.text);
-        match &result.outcome {
-            ResultOutcome::Ok { body } => {
+        match &result.verdict {
+            Verdict::Ok { body } => {
                 self.render(
                     out,
                     req.custom_id_raw,
                     Status::Ok,
                     request_raw,
-                    *body,
+                    Some(body),
                     None,
                     result_text,
                 );
                 Ok((Status::Ok, false, Some(rec), key, None))
             }
-            ResultOutcome::Failed(f) => {
+            Verdict::Failed(f) => {
                 self.render(
                     out,
                     req.custom_id_raw,

@@ -946,13 +946,41 @@ impl<'i> Ctx<'i> {
     }
 }
 
-/// The files REQUESTS stands for: itself, or the shards of a directory's manifest.
-fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
+/// What a shard directory's manifest says about one of its files: checked while the
+/// file is joined, so that a truncated or changed shard is an error naming it, not a
+/// run that quietly reports its lost requests as orphans.
+struct Promised {
+    manifest: PathBuf,
+    /// Bytes (before any compression), request lines, SHA-256 (empty: not recorded).
+    bytes: u64,
+    requests: u64,
+    sha256: String,
+}
+
+impl Promised {
+    fn mismatch(
+        &self,
+        file: &str,
+        what: &str,
+        found: impl std::fmt::Display,
+        want: impl std::fmt::Display,
+    ) -> Error {
+        Error::Other(format!(
+            "{file}: {what} {found}, but {} says {want}: the shard directory is incomplete or was changed after `shard` wrote it",
+            self.manifest.display()
+        ))
+    }
+}
+
+/// The files REQUESTS stands for: itself, or the shards of a directory's manifest (with
+/// what the manifest promises about each). A plain shard whose size differs from the
+/// manifest's is refused before anything is read.
+fn request_inputs(spec: &InputSpec) -> Result<Vec<(InputSpec, Option<Promised>)>> {
     let Some(path) = spec.path() else {
-        return Ok(vec![spec.clone()]);
+        return Ok(vec![(spec.clone(), None)]);
     };
     if !path.is_dir() {
-        return Ok(vec![spec.clone()]);
+        return Ok(vec![(spec.clone(), None)]);
     }
     let manifest_path = path.join("manifest.json");
     let text = std::fs::read(&manifest_path).map_err(|e| {
@@ -964,11 +992,31 @@ fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
     })?;
     let manifest: Manifest = serde_json::from_slice(&text)
         .map_err(|e| Error::Other(format!("{}: {e}", manifest_path.display())))?;
-    Ok(manifest
-        .files
-        .into_iter()
-        .map(|f| InputSpec::Path(path.join(Path::new(&f.name).file_name().unwrap_or_default())))
-        .collect())
+    let mut out = Vec::with_capacity(manifest.files.len());
+    for f in manifest.files {
+        let file = path.join(Path::new(&f.name).file_name().unwrap_or_default());
+        let promised = Promised {
+            manifest: manifest_path.clone(),
+            bytes: f.bytes,
+            requests: f.requests,
+            sha256: f.sha256.clone(),
+        };
+        if Compression::from_name(&file.to_string_lossy()) == Compression::None {
+            let len = std::fs::metadata(&file)
+                .map_err(|e| Error::io(&file, e))?
+                .len();
+            if len != f.bytes {
+                return Err(promised.mismatch(
+                    &file.display().to_string(),
+                    "is",
+                    format!("{len} bytes"),
+                    format!("{} bytes", f.bytes),
+                ));
+            }
+        }
+        out.push((InputSpec::Path(file), Some(promised)));
+    }
+    Ok(out)
 }
 
 /// The single writer of pass 2.
@@ -1082,7 +1130,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
 
     // Outputs must not overwrite inputs, nor each other.
     let mut input_paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    input_paths.extend(requests.iter().filter_map(InputSpec::path));
+    input_paths.extend(requests.iter().filter_map(|(r, _)| r.path()));
     let mut outputs: Vec<&Path> = [&cfg.retry, &cfg.failed, &cfg.missing, &cfg.orphans]
         .into_iter()
         .flatten()
@@ -1138,9 +1186,15 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         max_line: cfg.engine.max_line,
         pool: BufferPool::default(),
     };
-    for spec in &requests {
+    for (spec, promised) in &requests {
         let input = OpenInput::open(spec)?;
         let name = input.name().to_string();
+        let requests_before = writer.requests;
+        // A shard's bytes are hashed in order as they are joined (no second read).
+        let mut hasher = promised
+            .as_ref()
+            .filter(|p| !p.sha256.is_empty())
+            .map(|_| <sha2::Sha256 as sha2::Digest>::new());
         let stats = engine::run(
             input,
             &cfg.engine,
@@ -1148,6 +1202,9 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             |chunk, mut joined| {
                 // The joined lines go out here so that their buffer can be recycled;
                 // `consume` writes the side files and checks the chunk's error.
+                if let Some(h) = hasher.as_mut() {
+                    sha2::Digest::update(h, &chunk.bytes[..]);
+                }
                 let out = std::mem::take(&mut joined.out);
                 let written = writer.output.write_all(&out);
                 ctx.pool.give(out);
@@ -1156,6 +1213,34 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             },
         )?;
         writer.bytes += stats.bytes;
+        if let Some(p) = promised {
+            if stats.bytes != p.bytes {
+                return Err(p.mismatch(
+                    &name,
+                    "holds",
+                    format!("{} bytes", stats.bytes),
+                    format!("{} bytes", p.bytes),
+                ));
+            }
+            let n = writer.requests - requests_before;
+            if n != p.requests {
+                return Err(p.mismatch(
+                    &name,
+                    "holds",
+                    format!("{n} requests"),
+                    format!("{} requests", p.requests),
+                ));
+            }
+            if let Some(h) = hasher.take() {
+                let hex: String = sha2::Digest::finalize(h)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if hex != p.sha256 {
+                    return Err(p.mismatch(&name, "has SHA-256", hex, &p.sha256));
+                }
+            }
+        }
     }
 
     // Orphans: results no request used, in file order. Like the results that lost to a

@@ -90,6 +90,7 @@
 //! | `mismatched_bracket` | `[1, 2}` |
 //! | `syntax` | any other text that starts like JSON but cannot be read |
 //! | `ambiguous` | several values, and the text introduces some as examples with no later value introduced as the answer (or an example follows the answer), or one of them sits inside a sentence (words follow it on its line: `Answer: {"a": 1}. The input {"b": 2} was...`) |
+//! | `expression` | a JavaScript-style expression where a value should be: `1 + 2`, `"x" + "y"`, `Math.max(1, 2)`, `new Date()`, `Date.now()`, `a ? b : c`: its value would have to be computed |
 //! | `too_deep` | nesting deeper than 512 |
 //! | `not_strict` | [`ParseOptions::strict`] and the value needed a repair beyond fence, tag, prose, think-block, BOM or several-values stripping, or was truncated |
 //!
@@ -296,6 +297,7 @@ impl Refusal {
         "mismatched_bracket",
         "syntax",
         "ambiguous",
+        "expression",
         "too_deep",
         "not_strict",
     ];
@@ -496,6 +498,7 @@ mod tests {
             ("mismatched_bracket", "[1, 2}", OPTS),
             ("syntax", "[1, 2 = 3]", OPTS),
             ("ambiguous", "Example: {\"a\": 0} or maybe {\"a\": 1}", OPTS),
+            ("expression", "{\"a\": \"x\" + \"y\"}", OPTS),
             ("too_deep", &"[".repeat(600), OPTS),
             ("not_strict", "[1,]", strict),
         ];

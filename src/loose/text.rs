@@ -563,6 +563,16 @@ fn region(
             if outside.iter().any(|&(a, z)| a < z && has_text(&b[a..z])) {
                 push(&mut seen.repairs, Repair::Prose);
             }
+            // Values outside the fences are never dropped unseen.
+            let mut extra = Vec::new();
+            for (a, z) in outside {
+                if a < z {
+                    scan(b, a, z, opts, body, &mut extra, seen)?;
+                }
+            }
+            if !extra.is_empty() {
+                outside_values(b, cands, before, extra, body, seen)?;
+            }
             return Ok(());
         }
         // No JSON in the fences: look in the prose around them.
@@ -577,6 +587,83 @@ fn region(
         return Ok(());
     }
     scan(b, s, e, opts, body, cands, seen)
+}
+
+/// Values found outside the code fences when fences hold JSON (`cands[before..]`). The
+/// fence marks the answer, so a value outside one is taken only as a correction:
+/// - introduced as a correction ("Oops, corrected: {...}"): it supersedes everything
+///   before it, fenced or not, as without fences (`superseded`);
+/// - the same JSON as a fenced value (a restatement: "Equivalent to {...}"): dropped,
+///   nothing is lost;
+/// - introduced as an example ("e.g.", "like", "such as"...): dropped
+///   (`example_skipped`);
+/// - anything else: which value is the answer is a guess, so the text is refused
+///   (`ambiguous`).
+fn outside_values(
+    b: &[u8],
+    cands: &mut Vec<Cand>,
+    before: usize,
+    extra: Vec<Cand>,
+    body: &Body,
+    seen: &mut Seen,
+) -> Result<(), Refusal> {
+    let mut all: Vec<(Cand, bool)> = cands
+        .drain(before..)
+        .map(|c| (c, true))
+        .chain(extra.into_iter().map(|c| (c, false)))
+        .collect();
+    all.sort_by_key(|(c, _)| c.start);
+    let gap = |all: &[(Cand, bool)], i: usize| {
+        let s = if i == 0 { 0 } else { all[i - 1].0.parsed.end };
+        let e = all[i].0.start;
+        b[s.max(e.saturating_sub(400)).min(e)..e].to_ascii_lowercase()
+    };
+    let mut corrected = false;
+    if let Some(i) = (1..all.len())
+        .rev()
+        .find(|&i| has_cue(&gap(&all, i), CORRECTION_CUES))
+    {
+        all.drain(..i);
+        push(&mut seen.repairs, Repair::Superseded);
+        corrected = true;
+    }
+    let fenced_json: Vec<String> = all
+        .iter()
+        .filter(|(_, f)| *f)
+        .map(|(c, _)| c.parsed.json.clone())
+        .collect();
+    let mut kept = Vec::with_capacity(all.len());
+    for i in 0..all.len() {
+        let (c, fenced) = &all[i];
+        // The first value left after a correction is the correction itself.
+        if *fenced || (i == 0 && corrected) {
+            kept.push(i);
+            continue;
+        }
+        if fenced_json.contains(&c.parsed.json) {
+            continue;
+        }
+        let g = gap(&all, i);
+        if has_cue(&g, EXAMPLE_CUES) || has_cue(&g, &[" like "]) {
+            push(&mut seen.repairs, Repair::ExampleSkipped);
+            continue;
+        }
+        return Err(Refusal::new(
+            "ambiguous",
+            format!(
+                "a value outside the code fences (at byte {}) is not introduced as a correction; cannot tell which is the answer",
+                body.to_input(c.start)
+            ),
+        ));
+    }
+    let mut k = 0;
+    for (i, (c, _)) in all.into_iter().enumerate() {
+        if kept.get(k) == Some(&i) {
+            cands.push(c);
+            k += 1;
+        }
+    }
+    Ok(())
 }
 
 fn push(repairs: &mut Vec<Repair>, r: Repair) {

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{ErrorMode, Outcome, RejectRoute};
-use crate::batch::request::{custom_id_of_line, custom_id_warning};
+use crate::batch::request::{custom_id_of_line, custom_id_warning, GroupKey};
 use crate::batch::{limits, parse_request, tokens, Endpoint};
 use crate::engine::{self, EngineConfig, Flow};
 use crate::error::{Error, Result};
@@ -162,7 +162,7 @@ enum Verdict {
 /// A worker's outcome for one chunk: its verdicts and the (endpoint, model) keys they
 /// point into.
 struct ChunkVerdicts {
-    keys: Vec<(Endpoint, String)>,
+    keys: Vec<GroupKey>,
     verdicts: Vec<(u64, u64, Verdict)>,
 }
 
@@ -232,15 +232,10 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                         )
                     }
                     _ => {
-                        let group = match out
-                            .keys
-                            .iter()
-                            .position(|(e, m)| *e == req.endpoint && *m == req.model)
-                        {
+                        let group = match out.keys.iter().position(|k| req.is_in(k)) {
                             Some(i) => i,
                             None => {
-                                out.keys
-                                    .push((req.endpoint, req.model.clone().into_owned()));
+                                out.keys.push(req.group_key());
                                 out.keys.len() - 1
                             }
                         };
@@ -276,6 +271,8 @@ struct OpenShard {
 
 struct Group {
     endpoint: Endpoint,
+    /// The exact url string of its lines.
+    url: String,
     model: String,
     base_name: String,
     next_index: u32,
@@ -286,7 +283,7 @@ struct Group {
 struct Writer<'a> {
     cfg: &'a ShardConfig,
     groups: Vec<Group>,
-    group_index: HashMap<(Endpoint, String), usize>,
+    group_index: HashMap<GroupKey, usize>,
     used_names: std::collections::HashSet<String>,
     seen: HashMap<u128, u64>,
     /// Closed shards with their group (creation order) for a stable manifest order.
@@ -307,7 +304,7 @@ impl Writer<'_> {
         let local: Vec<usize> = verdicts
             .keys
             .into_iter()
-            .map(|(e, m)| self.group_for(e, m))
+            .map(|k| self.group_for(k))
             .collect();
         for (number, offset, verdict) in verdicts.verdicts {
             self.totals.lines += 1;
@@ -364,15 +361,19 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn group_for(&mut self, endpoint: Endpoint, model: String) -> usize {
-        if let Some(&g) = self.group_index.get(&(endpoint, model.clone())) {
+    fn group_for(&mut self, key: GroupKey) -> usize {
+        if let Some(&g) = self.group_index.get(&key) {
             return g;
         }
+        let GroupKey {
+            endpoint,
+            url,
+            model,
+        } = key.clone();
         // Names must be unique even on a case-insensitive file system, and a suffixed
         // name must not collide with a model literally named like it.
         let plain = format!("{}.{}", endpoint.short_name(), sanitize(&model));
-        let hash =
-            xxhash_rust::xxh3::xxh3_64(format!("{}\n{model}", endpoint.url()).as_bytes()) as u32;
+        let hash = xxhash_rust::xxh3::xxh3_64(format!("{url}\n{model}").as_bytes()) as u32;
         let mut base = plain.clone();
         let mut n = 0u32;
         while !self.used_names.insert(base.to_ascii_lowercase()) {
@@ -385,13 +386,13 @@ impl Writer<'_> {
         }
         self.groups.push(Group {
             endpoint,
+            url,
             model: model.clone(),
             base_name: base,
             next_index: 0,
             open: None,
         });
-        self.group_index
-            .insert((endpoint, model), self.groups.len() - 1);
+        self.group_index.insert(key, self.groups.len() - 1);
         self.groups.len() - 1
     }
 
@@ -427,7 +428,7 @@ impl Writer<'_> {
                 file,
                 meta: ShardFile {
                     name,
-                    endpoint: group.endpoint.url().to_string(),
+                    endpoint: group.url.clone(),
                     model: group.model.clone(),
                     requests: 0,
                     bytes: 0,

@@ -622,8 +622,14 @@ fn shard_directory_as_requests() {
         let o = run(&[&shards, &results, &"-o", &out]);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(2), "{what}: {err}");
-        assert!(err.contains(first.file_name().unwrap().to_str().unwrap()), "{what}: {err}");
-        assert!(err.contains(want) && err.contains("manifest.json"), "{what}: {err}");
+        assert!(
+            err.contains(first.file_name().unwrap().to_str().unwrap()),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains(want) && err.contains("manifest.json"),
+            "{what}: {err}"
+        );
         assert!(!out.exists(), "{what}");
     }
     std::fs::write(&first, good).unwrap();

@@ -52,7 +52,7 @@ use crate::io::input::{Chunk, InputSpec, OpenInput};
 use crate::io::output::{ensure_not_input, Output, OutputSpec};
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
-use crate::loose::{self, LooseValue, ParseOptions};
+use crate::loose::{self, LooseValue, ParseOptions, Repair};
 use crate::report::{SummaryMode, Throughput};
 
 /// The repair name recorded when `--schema` decoded a double-encoded value.
@@ -540,10 +540,15 @@ impl Ctx<'_> {
         if v.truncated {
             c.truncated += 1;
         }
-        // Repair names on the stack: no allocation per value.
-        let mut names = [""; 32];
+        // Repair names on the stack: no allocation per value. Room for every repair
+        // there is; a value's repairs are distinct, and a repeat is skipped, so none is
+        // ever left out.
+        let mut names = [""; Repair::ALL.len()];
         let mut n = 0;
-        for r in v.repairs.iter().take(names.len() - 1) {
+        for r in &v.repairs {
+            if names[..n].contains(&r.name()) {
+                continue;
+            }
             *c.repairs.entry(r.name()).or_default() += 1;
             names[n] = r.name();
             n += 1;
@@ -860,6 +865,36 @@ impl Writer {
     }
 }
 
+/// The inputs with every later naming of the same file dropped (device and inode on
+/// Unix: `a`, `./a` and a link to it are one file).
+fn once_each(inputs: &[InputSpec]) -> Result<Vec<InputSpec>> {
+    let mut seen: std::collections::HashSet<(u64, u64, Option<std::path::PathBuf>)> =
+        std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(inputs.len());
+    for spec in inputs {
+        let id = match spec.path() {
+            None => None,
+            Some(p) => {
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::MetadataExt;
+                    let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+                    Some((m.dev(), m.ino(), None))
+                }
+                #[cfg(not(unix))]
+                {
+                    let c = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
+                    Some((0, 0, Some(c)))
+                }
+            }
+        };
+        if id.map_or(true, |id| seen.insert(id)) {
+            out.push(spec.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `extract`.
 pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     if cfg.inputs.is_empty() {
@@ -915,8 +950,10 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         }
     }
     // Open every input first: a missing second file fails before anything is written.
-    let opened = cfg
-        .inputs
+    // A file named twice (another name, a link) counts once, as in `join`: its records
+    // would otherwise come out twice.
+    let inputs = once_each(&cfg.inputs)?;
+    let opened = inputs
         .iter()
         .map(OpenInput::open)
         .collect::<Result<Vec<_>>>()?;
@@ -933,7 +970,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
         name: String::new(),
     };
-    let several = cfg.inputs.len() > 1;
+    let several = inputs.len() > 1;
     let mut bytes = 0u64;
     let mut elapsed = Duration::ZERO;
     for input in opened {
@@ -970,7 +1007,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     };
     Ok(ExtractSummary {
         command: "extract",
-        inputs: cfg.inputs.iter().map(|i| i.display_name()).collect(),
+        inputs: inputs.iter().map(|i| i.display_name()).collect(),
         output: cfg.output.display_name(),
         rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
         lines: counts.lines,

@@ -751,7 +751,7 @@ fn decode_string_as(raw: &str, obj: bool, arr: bool) -> Option<String> {
         return None;
     }
     let inner = serde_json::from_str::<String>(raw).ok()?;
-    let vals = loose::fast_path(&inner, &ParseOptions::default())?;
+    let vals = loose::fast_path(&inner, &ParseOptions::default(), &mut 0)?;
     let [v] = vals.as_slice() else {
         return None;
     };

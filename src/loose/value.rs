@@ -1105,6 +1105,17 @@ impl<'a> Parser<'a> {
     }
 }
 
+/// How many bytes a read at `start` went through: to the value's end, or to where it
+/// failed. Summed by [`super::parse_measured`], which tests use to check that the work
+/// stays linear in the input.
+pub(crate) fn visited(r: &Result<Parsed, Fail>, start: usize) -> u64 {
+    let stop = match r {
+        Ok(p) => p.end,
+        Err(f) => f.at,
+    };
+    stop.saturating_sub(start) as u64 + 1
+}
+
 /// Reads one value at `start` of `src`.
 pub(crate) fn parse_at(src: &[u8], start: usize, provider_truncated: bool) -> Result<Parsed, Fail> {
     Parser::new(src, provider_truncated)

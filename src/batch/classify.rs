@@ -443,10 +443,18 @@ mod tests {
                 r#"{"id": "b", "custom_id": "req-1", "response": {"status_code": 200, "body": {"x": null}}, "error": null}"#,
                 Some("req-1"),
             ),
-            // A body with an `error` member defers to the full parse (ok here, as the
-            // error is null; failed below).
+            // A null `error` in the body (the Responses API writes one) stays fast; any
+            // other `error` defers to the full parse.
             (
                 r#"{"id": "b", "custom_id": "req-1", "response": {"status_code": 200, "body": {"error": null}}, "error": null}"#,
+                Some("req-1"),
+            ),
+            (
+                r#"{"custom_id":"x","response":{"status_code":200,"body":{"a":{"error" : null},"error":{"code":"c"}}},"error":null}"#,
+                None,
+            ),
+            (
+                r#"{"custom_id":"x","response":{"status_code":200,"body":{"error":"nullish"}},"error":null}"#,
                 None,
             ),
             (

@@ -7,16 +7,8 @@ use std::borrow::Cow;
 
 use crate::json;
 
-/// Decodes a raw JSON string token (quotes included), borrowing when it has no escapes.
-pub fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
-    if raw.len() < 2 || !raw.starts_with('"') {
-        return None;
-    }
-    if !raw.contains('\\') {
-        return Some(Cow::Borrowed(&raw[1..raw.len() - 1]));
-    }
-    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-}
+/// The crate's one JSON string decoder (kept here under its old path for callers).
+pub use crate::json::text::decode_string;
 
 /// The fast path of the index pass for the usual OpenAI result line
 /// `{"id": "..", "custom_id": "..", "response": {"status_code": 200, ..}, "error": null}`
@@ -94,11 +86,22 @@ pub fn scan_ok_result(line: &[u8]) -> Option<&str> {
     if before.last() != Some(&b',') || p.i > key_at {
         return None;
     }
-    // A 2xx whose body holds an `error` member is a failure: a body with the token
-    // `"error"` anywhere (as a key or a string; an escaped `\"error\"` inside a string
-    // does not match) goes to the full parse. One SIMD search, no parse.
-    if memchr::memmem::find(&line[p.i..key_at], b"\"error\"").is_some() {
-        return None;
+    // A 2xx whose body holds a non-null `error` member is a failure: a body with the
+    // token `"error"` anywhere (as a key or a string; an escaped `\"error\"` inside a
+    // string does not match) goes to the full parse, unless it is `"error": null` (the
+    // Responses API writes one in every body). One SIMD search, no parse.
+    let body = &line[p.i..key_at];
+    for at in memchr::memmem::find_iter(body, b"\"error\"") {
+        let mut q = Scan { s: body, i: at + 7 };
+        q.ws();
+        let null_member = q.s.get(q.i) == Some(&b':') && {
+            q.i += 1;
+            q.ws();
+            q.s[q.i..].starts_with(b"null")
+        };
+        if !null_member {
+            return None;
+        }
     }
     id
 }

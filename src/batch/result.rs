@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::classify::{self, classify, Verdict};
+use crate::json::text::decode_string;
 
 /// Where a text came from within a choice: the message content, or a tool call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -122,7 +123,7 @@ pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>
 fn failed(f: &classify::Failure<'_>) -> Failure {
     let message = f
         .message
-        .map(|m| match decode_str(m) {
+        .map(|m| match decode_string(m) {
             Some(s) if m.starts_with('"') => s.into_owned(),
             _ => m.to_string(),
         })
@@ -168,7 +169,7 @@ pub fn read_field<'a>(
     let id = crate::json::text::pointer(line, id_ptr).and_then(|r| {
         let raw = &line[r];
         match raw.as_bytes()[0] {
-            b'"' => decode_str(raw),
+            b'"' => decode_string(raw),
             b'-' | b'0'..=b'9' => Some(Cow::Borrowed(raw)),
             _ => None,
         }
@@ -186,7 +187,7 @@ pub fn read_field<'a>(
         Some(r) => {
             let raw = &line[r];
             match raw.as_bytes()[0] {
-                b'"' => match decode_str(raw) {
+                b'"' => match decode_string(raw) {
                     Some(t) => TextSource::Text(t),
                     None => return (id, Err(Failure::new("bad_line", "undecodable string"))),
                 },
@@ -207,15 +208,6 @@ pub fn read_field<'a>(
         provider_truncated: false,
     };
     (id, Ok(vec![item]))
-}
-
-/// Decodes a JSON string literal, borrowing when it holds no escape.
-fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
-    if raw.contains('\\') {
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-    } else {
-        raw.get(1..raw.len() - 1).map(Cow::Borrowed)
-    }
 }
 
 /// The texts of an ok body (any of the shapes in the table above).

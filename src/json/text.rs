@@ -17,6 +17,19 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+/// Decodes a raw JSON string token (quotes included), borrowing when it has no escapes;
+/// `None` when it is not a string token or does not decode (a lone surrogate escape).
+/// The crate's one string decoder.
+pub fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.len() < 2 || !raw.starts_with('"') {
+        return None;
+    }
+    if !raw.contains('\\') {
+        return Some(Cow::Borrowed(&raw[1..raw.len() - 1]));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
 /// End (exclusive) of the string starting with the quote at `i` (one string skipper for
 /// the crate: [`super::scan::string_end`]).
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
@@ -81,11 +94,7 @@ pub fn nested_problem(
                 let is_key = b.get(j) == Some(&b':') && matches!(stack.last(), Some(Some(_)));
                 if is_key {
                     let raw = std::str::from_utf8(&b[i..e]).ok()?;
-                    let key: Cow<str> = if raw.contains('\\') {
-                        Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
-                    } else {
-                        Cow::Borrowed(&raw[1..raw.len() - 1])
-                    };
+                    let key = decode_string(raw)?;
                     let Some(Some(o)) = stack.last_mut() else {
                         return None;
                     };
@@ -205,11 +214,7 @@ pub fn object_members(
         }
         let ke = string_end(b, i)?;
         let raw = &text[i..ke];
-        let key: Cow<str> = if raw.contains('\\') {
-            Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
-        } else {
-            Cow::Borrowed(&text[i + 1..ke - 1])
-        };
+        let key = decode_string(raw)?;
         i = skip_ws(b, ke);
         if b.get(i) != Some(&b':') {
             return None;

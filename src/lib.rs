@@ -9,10 +9,12 @@ pub mod batch;
 pub mod commands;
 pub mod engine;
 pub mod error;
+pub mod exec;
 pub mod io;
 pub mod json;
 pub mod loose;
 pub mod report;
+pub mod serve;
 pub mod template;
 pub mod tokenize;
 

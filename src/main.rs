@@ -72,5 +72,15 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
             Ok(summary.outcome)
         }
+        Command::Serve(args) => {
+            commands::serve::run(args.into_config()?, |addr| {
+                use std::io::Write;
+                println!("listening on http://{addr}");
+                let _ = std::io::stdout().flush();
+            })?;
+            Ok(Outcome::Clean)
+        }
+        Command::Completions(args) => cli::shell::completions(&args),
+        Command::Man(args) => cli::shell::man(&args),
     }
 }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod extract;
 pub mod join;
+pub mod serve;
 pub mod shard;
 pub mod validate;
 

@@ -189,14 +189,7 @@ impl<'a> Val<'a> {
     pub fn kind(&self) -> &'static str {
         match self {
             Val::Text(_) => "string",
-            Val::Raw(r) => match r.as_bytes().first() {
-                Some(b'"') => "string",
-                Some(b'{') => "object",
-                Some(b'[') => "array",
-                Some(b'n') => "null",
-                Some(b't' | b'f') => "boolean",
-                _ => "number",
-            },
+            Val::Raw(r) => crate::json::scan::kind_name(r),
         }
     }
 

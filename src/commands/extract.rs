@@ -874,21 +874,9 @@ fn once_each(inputs: &[InputSpec]) -> Result<Vec<InputSpec>> {
     for spec in inputs {
         let id = match spec.path() {
             None => None,
-            Some(p) => {
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::MetadataExt;
-                    let m = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-                    Some((m.dev(), m.ino(), None))
-                }
-                #[cfg(not(unix))]
-                {
-                    let c = std::fs::canonicalize(p).map_err(|e| Error::io(p, e))?;
-                    Some((0, 0, Some(c)))
-                }
-            }
+            Some(p) => Some(crate::io::input::file_identity(p)?),
         };
-        if id.map_or(true, |id| seen.insert(id)) {
+        if id.is_none_or(|id| seen.insert(id)) {
             out.push(spec.clone());
         }
     }

@@ -436,21 +436,7 @@ fn result_files(paths: &[PathBuf], requests: &InputSpec) -> Result<Vec<PathBuf>>
         }
         Ok(())
     }
-    /// What makes two names the same file: device and inode where there are such
-    /// (this also holds for pipes such as `<(...)` and `/dev/stdin`), else the path.
-    fn identity(path: &Path) -> Result<(u64, u64, Option<PathBuf>)> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-            Ok((m.dev(), m.ino(), None))
-        }
-        #[cfg(not(unix))]
-        {
-            let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-            Ok((0, 0, Some(canon)))
-        }
-    }
+    let identity = crate::io::input::file_identity;
     let stdin = Path::new("/dev/stdin");
     let requests_id = match requests {
         InputSpec::Stdin => identity(stdin).ok(),

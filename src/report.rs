@@ -1,4 +1,5 @@
-//! Run summaries: one human line on stderr, or the same figures as JSON with `--json`.
+//! Run summaries: how they are shown (human line, JSON, nothing) and the throughput
+//! figures every summary carries. The binary prints them (see `commands::Summary`).
 
 use std::time::Duration;
 
@@ -61,26 +62,5 @@ pub fn human_bytes(n: u64) -> String {
         format!("{:.1} kB", n / 1e3)
     } else {
         format!("{n} B")
-    }
-}
-
-/// Prints a summary as asked: `human` is the one-line form.
-pub fn print_summary<S: Serialize>(
-    mode: SummaryMode,
-    summary: &S,
-    human: &str,
-    data_on_stdout: bool,
-) {
-    match mode {
-        SummaryMode::Quiet => {}
-        SummaryMode::Human => eprintln!("{human}"),
-        SummaryMode::Json => {
-            let text = serde_json::to_string(summary).expect("summary serialises");
-            if data_on_stdout {
-                eprintln!("{text}");
-            } else {
-                println!("{text}");
-            }
-        }
     }
 }

@@ -3,6 +3,8 @@
 
 pub mod classify;
 pub mod endpoint;
+pub mod ids;
+pub mod manifest;
 pub mod outcome;
 pub mod request;
 pub mod result;

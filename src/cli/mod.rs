@@ -3,8 +3,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use batchline::commands::ErrorMode;
-use batchline::engine::EngineConfig;
+use batchline::commands::{CommonOptions, ErrorMode, Notes};
+use batchline::engine::{Cancel, EngineConfig};
+use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
@@ -59,6 +60,12 @@ pub struct GlobalArgs {
     /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
     #[arg(long, global = true, value_name = "N", env = "BATCHLINE_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
+    /// The run's cancellation token (set by main's signal handler).
+    #[arg(skip)]
+    pub cancel: Cancel,
+    /// Where the run's messages go (main writes them to stderr).
+    #[arg(skip)]
+    pub notes: Notes,
 }
 
 /// `--threads` / `BATCHLINE_THREADS`: a whole number of at least 1, or a usage error
@@ -88,7 +95,21 @@ impl GlobalArgs {
             e.threads = t;
         }
         e.progress = !self.quiet;
+        e.cancel = self.cancel.clone();
         e
+    }
+
+    /// The options every command shares, with the command's `--on-error` and
+    /// `--rejects` (`-` is stdout).
+    pub fn common(&self, on_error: OnError, rejects: Option<&str>) -> CommonOptions {
+        CommonOptions {
+            engine: self.engine(),
+            on_error: on_error.into(),
+            rejects: rejects.map(OutputSpec::parse),
+            sync: !self.no_sync,
+            verbose: !self.quiet,
+            notes: self.notes.clone(),
+        }
     }
 }
 

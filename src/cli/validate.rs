@@ -56,6 +56,11 @@ pub struct ValidateArgs {
     /// Invalid records, with the failed rules and the counts per tokenizer.
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<String>,
+    /// What to do with a line that is not a JSON object (or not UTF-8, or too long):
+    /// `skip` (count it invalid, exit 1) or `fail` (stop at the first, write nothing,
+    /// exit 2). Records that break rules are never errors: they are what is filtered.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_error: super::OnError,
     /// Write the report (records, valid, failures per rule, tokens...) as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -98,11 +103,8 @@ impl ValidateArgs {
         c.special = self.special;
         c.annotate = self.annotate;
         c.target = self.target;
-        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.report = self.report;
-        c.summary = g.summary_mode();
-        c.quiet = g.quiet;
-        c.engine = g.engine();
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         Ok(c)
     }
 }

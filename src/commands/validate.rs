@@ -39,14 +39,15 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Outcome, RejectEcho};
-use crate::engine::{self, EngineConfig, Flow};
+use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec};
+use crate::io::output::{commit_all, finish_all, AtomicFile, Output, OutputSpec};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
-use crate::report::{SummaryMode, Throughput};
+use crate::report::Throughput;
 use crate::tokenize::{
     parse_rules_file, EvalCache, LoadOptions, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSpec,
 };
@@ -72,13 +73,9 @@ pub struct ValidateConfig {
     pub annotate: bool,
     /// Stop after this many valid records.
     pub target: Option<u64>,
-    pub rejects: Option<OutputSpec>,
     /// `--report FILE`: the summary as JSON.
     pub report: Option<PathBuf>,
-    pub summary: SummaryMode,
-    /// No echo of the first unreadable lines on stderr.
-    pub quiet: bool,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl ValidateConfig {
@@ -92,11 +89,8 @@ impl ValidateConfig {
             special: false,
             annotate: false,
             target: None,
-            rejects: None,
             report: None,
-            summary: SummaryMode::Human,
-            quiet: false,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -180,9 +174,17 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-impl ValidateSummary {
+impl Summary for ValidateSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.data_on_stdout
+    }
+
     /// The human report: a few lines for stderr.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut s = format!(
             "validate: {} records, {} valid ({:.1}%), {} invalid",
             self.records,
@@ -437,10 +439,7 @@ impl Ctx<'_> {
             let mut valid = false;
             let mut bad_json = false;
             let parsed: std::result::Result<(&str, Value), String> = if line.is_cut() {
-                Err(format!(
-                    "line too long: {} bytes, longer than this run keeps in memory",
-                    line.len
-                ))
+                Err(line.too_long())
             } else {
                 line.text()
                     .and_then(|t| match serde_json::from_str::<Value>(t) {
@@ -544,10 +543,13 @@ struct Totals {
 struct Writer {
     out: Output,
     rejects: Option<Output>,
+    /// A rejects file or a report was asked for: a closed stdout does not stop the run.
+    side_files: bool,
     totals: Totals,
     target: Option<u64>,
     width: usize,
     echo: RejectEcho,
+    on_error: ErrorMode,
     name: String,
 }
 
@@ -600,9 +602,20 @@ impl Writer {
         if let Some(r) = self.rejects.as_mut() {
             r.write_all(&o.rejects[..rej_end])?;
         }
+        if self.out.is_closed() && !self.side_files {
+            return Err(Error::BrokenPipe);
+        }
         for (line, offset, reason) in o.echoes {
             if cut.is_some_and(|i| line > o.entries[i].line) {
                 break;
+            }
+            if self.on_error == ErrorMode::Fail {
+                return Err(Error::BadLine {
+                    file: self.name.clone(),
+                    line,
+                    offset,
+                    reason,
+                });
             }
             self.echo.echo(&self.name, line, offset, &reason);
         }
@@ -665,27 +678,16 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         return Err(Error::Usage("--target must be at least 1".into()));
     }
     // Outputs must differ from each other and from the input.
-    let input_paths: Vec<&std::path::Path> = cfg.input.path().into_iter().collect();
-    let mut out_paths: Vec<&std::path::Path> = Vec::new();
-    if let OutputSpec::Path(p) = &cfg.output {
-        out_paths.push(p);
-    }
-    if let Some(OutputSpec::Path(p)) = &cfg.rejects {
-        out_paths.push(p);
+    let mut claims = PathClaims::new();
+    claims.input(&cfg.input)?;
+    claims.output(&cfg.output)?;
+    if let Some(r) = &cfg.common.rejects {
+        claims.output(r)?;
     }
     if let Some(p) = &cfg.report {
-        out_paths.push(p);
+        claims.output_path(p)?;
     }
-    for (i, p) in out_paths.iter().enumerate() {
-        ensure_not_input(p, &input_paths)?;
-        if out_paths[..i].contains(p) {
-            return Err(Error::Usage(format!(
-                "{}: given as two outputs (output, --rejects, --report must differ)",
-                p.display()
-            )));
-        }
-    }
-    if cfg.output.is_stdout() && matches!(cfg.rejects, Some(OutputSpec::Stdout)) {
+    if cfg.output.is_stdout() && matches!(cfg.common.rejects, Some(OutputSpec::Stdout)) {
         return Err(Error::Usage(
             "the output and the rejects cannot both go to stdout".into(),
         ));
@@ -697,12 +699,12 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     let load_started = Instant::now();
     // Hub tokenizers may be downloaded here: progress as the engine's, Ctrl-C stops it.
     let load = LoadOptions {
-        progress: cfg.engine.progress,
-        cancel: Some(&engine::INTERRUPTED),
+        progress: cfg.common.engine.progress,
+        cancel: Some(cfg.common.engine.cancel.as_atomic()),
         ..LoadOptions::default()
     };
     let set = TokenizerSet::load_with(&cfg.tokenizers, &load).map_err(|e| {
-        if engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if cfg.common.engine.cancel.is_cancelled() {
             Error::Interrupted
         } else {
             Error::Usage(e.to_string())
@@ -722,12 +724,18 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         rules: &rule_set,
         names: names.clone(),
         annotate: cfg.annotate,
-        write_rejects: cfg.rejects.is_some(),
+        write_rejects: cfg.common.rejects.is_some(),
         pool: Mutex::new(Vec::new()),
     };
     let mut writer = Writer {
-        out: Output::create(&cfg.output)?,
-        rejects: cfg.rejects.as_ref().map(Output::create).transpose()?,
+        out: Output::create(&cfg.output, cfg.common.sync)?,
+        rejects: cfg
+            .common
+            .rejects
+            .as_ref()
+            .map(|r| Output::create(r, cfg.common.sync))
+            .transpose()?,
+        side_files: cfg.report.is_some() || matches!(cfg.common.rejects, Some(OutputSpec::Path(_))),
         totals: Totals {
             failures: vec![0; rule_set.rules().len()],
             tokens: vec![0; width],
@@ -735,12 +743,13 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         target: cfg.target,
         width,
-        echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
+        on_error: cfg.common.on_error,
         name: input.name().to_string(),
     };
     let stats = engine::run(
         input,
-        &cfg.engine,
+        &cfg.common.engine,
         |chunk| ctx.chunk(chunk),
         |chunk, out| writer.consume(&chunk, out),
     )?;
@@ -750,10 +759,11 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         totals: t,
         ..
     } = writer;
-    if let Some(r) = rejects {
-        r.finish()?;
-    }
-    out.finish()?;
+    // Finish every file (the report below too), then commit them all.
+    let mut out = out;
+    out.flush_stdout()?;
+    let stdout_closed = out.is_closed();
+    let mut pending = finish_all(rejects.into_iter().chain([out]))?;
 
     let elapsed: Duration = stats.elapsed;
     let secs = elapsed.as_secs_f64();
@@ -763,7 +773,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         command: "validate",
         input: cfg.input.display_name(),
         output: cfg.output.display_name(),
-        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         tokenizers: rule_set
             .tokenizers()
             .iter()
@@ -813,19 +823,17 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         load_seconds: round3(load_seconds.as_secs_f64()),
         total_seconds: round3(started.elapsed().as_secs_f64()),
-        outcome: if invalid > 0 {
-            Outcome::WithRejects
-        } else {
-            Outcome::Clean
-        },
-        data_on_stdout: cfg.output.is_stdout() || matches!(cfg.rejects, Some(OutputSpec::Stdout)),
+        outcome: Outcome::of(invalid, stdout_closed),
+        data_on_stdout: cfg.output.is_stdout()
+            || matches!(cfg.common.rejects, Some(OutputSpec::Stdout)),
     };
     if let Some(path) = &cfg.report {
-        let mut f = AtomicFile::create(path)?;
+        let mut f = AtomicFile::create(path, cfg.common.sync)?;
         let mut text = serde_json::to_vec_pretty(&summary).expect("summary serialises");
         text.push(b'\n');
         f.write_all(&text)?;
-        f.commit()?;
+        pending.push(f.finish_pending()?);
     }
+    commit_all(pending)?;
     Ok(summary)
 }

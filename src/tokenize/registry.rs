@@ -62,12 +62,9 @@ pub const SAFE_SPLIT_REGEXES: &[&str] = &[
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
 ];
 
-/// The OpenAI encodings embedded through `bpe-openai`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenAiEncoding {
-    O200kBase,
-    Cl100kBase,
-}
+/// The OpenAI encodings embedded through `bpe-openai`: the one enum of them, shared with
+/// `shard --max-tokens` (defined in `batch::tokens`; the tokenizer-file parts are here).
+pub use crate::batch::tokens::Encoding as OpenAiEncoding;
 
 impl OpenAiEncoding {
     /// Parses `o200k_base` or `cl100k_base`.
@@ -76,13 +73,6 @@ impl OpenAiEncoding {
             "o200k_base" => Some(Self::O200kBase),
             "cl100k_base" => Some(Self::Cl100kBase),
             _ => None,
-        }
-    }
-    /// The encoding's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::O200kBase => "o200k_base",
-            Self::Cl100kBase => "cl100k_base",
         }
     }
     /// The special tokens of the encoding. The HF-form files of these encodings declare
@@ -98,12 +88,6 @@ impl OpenAiEncoding {
                 "<|fim_suffix|>",
                 "<|endofprompt|>",
             ],
-        }
-    }
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
-        match self {
-            Self::O200kBase => bpe_openai::o200k_base(),
-            Self::Cl100kBase => bpe_openai::cl100k_base(),
         }
     }
 }

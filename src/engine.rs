@@ -13,7 +13,6 @@
 //! early ([`Flow::Stop`]); an error anywhere stops it too.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -269,20 +268,12 @@ where
 }
 
 fn make_progress(wanted: bool, total: Option<u64>) -> Option<indicatif::ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
+    crate::report::progress_bar(
+        wanted,
+        total,
         "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {binary_bytes_per_sec} {wide_bar} {eta}",
+        None,
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    Some(bar)
 }
 
 /// Output buffers handed back by the writer, so that workers do not fault in fresh

@@ -566,3 +566,43 @@ fn issue10_on_error_fail_stops_extract_and_validate_at_the_first_bad_line() {
     assert!(stderr(&o).contains("in.jsonl:2:"), "{}", stderr(&o));
     assert_eq!(files_in(d), ["in.jsonl"]);
 }
+
+#[test]
+fn issue10_15_the_reject_hint_points_to_a_rejects_file_only_when_one_was_asked_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let lines: String = (0..8)
+        .map(|i| {
+            serde_json::json!({"custom_id": format!("c{i}"), "response": {"status_code": 200,
+                "body": {"choices": [{"message": {"content": "no json here"}}]}}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(d.join("r.jsonl"), lines).unwrap();
+    let o = run_in(d, &["extract", "r.jsonl", "-o", "x.jsonl"], None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !stderr(&o).contains("see the rejects file"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("more rejected lines"), "{}", stderr(&o));
+    let o = run_in(
+        d,
+        &[
+            "extract",
+            "r.jsonl",
+            "-o",
+            "x.jsonl",
+            "--rejects",
+            "rej.jsonl",
+        ],
+        None,
+    );
+    assert!(
+        stderr(&o).contains("see the rejects file"),
+        "{}",
+        stderr(&o)
+    );
+}

@@ -113,6 +113,8 @@ impl GlobalArgs {
     }
 }
 
+// Parsed once per run: the size of the small variants (completions, man) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Split request files into Batch API input files within the provider's limits.

@@ -49,7 +49,8 @@ use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
 use crate::report::Throughput;
 use crate::tokenize::{
-    parse_rules_file, EvalCache, LoadOptions, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSpec,
+    parse_rules_file, take_tokenizer_lines, EvalCache, LoadOptions, Rule, RuleError, RuleSet,
+    TokenizerSet, TokenizerSource, TokenizerSpec,
 };
 
 /// The member `--annotate` adds to each valid record.
@@ -60,8 +61,11 @@ pub const ANNOTATION_KEY: &str = "_tokens";
 pub struct ValidateConfig {
     pub input: InputSpec,
     pub output: OutputSpec,
-    /// `--tokenizer` arguments, in order (the order of every per-tokenizer count).
+    /// `--tokenizer` arguments, in order (the order of every per-tokenizer count); the
+    /// `tokenizer` lines of `rules_file` come after them.
     pub tokenizers: Vec<TokenizerSpec>,
+    /// `--revision`: for the Hub tokenizers that name none.
+    pub revision: Option<String>,
     /// `--rule` arguments (`expr` or `name: expr`), in order; evaluated before the rules
     /// of `rules_file`.
     pub rules: Vec<String>,
@@ -84,6 +88,7 @@ impl ValidateConfig {
             input,
             output,
             tokenizers: Vec::new(),
+            revision: None,
             rules: Vec::new(),
             rules_file: None,
             special: false,
@@ -652,14 +657,19 @@ fn rule_error(e: RuleError, args: &[String], file_text: Option<&str>) -> Error {
 }
 
 /// Parses the `--rule` arguments then the `--rules` file.
-pub fn parse_rules(cfg: &ValidateConfig) -> Result<Vec<Rule>> {
+/// The rules of `--rule` and `--rules FILE`, and the tokenizers declared in the file.
+pub fn parse_rules(cfg: &ValidateConfig) -> Result<(Vec<Rule>, Vec<TokenizerSpec>)> {
     let mut rules = Vec::new();
+    let mut tokenizers = Vec::new();
     for (i, src) in cfg.rules.iter().enumerate() {
         rules.push(Rule::parse_arg(i + 1, src).map_err(|e| rule_error(e, &cfg.rules, None))?);
     }
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let name = path.display().to_string();
+        let (text, specs) =
+            take_tokenizer_lines(&name, &text).map_err(|e| Error::Usage(e.to_string()))?;
+        tokenizers = specs;
         let more =
             parse_rules_file(&name, &text).map_err(|e| rule_error(e, &cfg.rules, Some(&text)))?;
         rules.extend(more);
@@ -669,7 +679,7 @@ pub fn parse_rules(cfg: &ValidateConfig) -> Result<Vec<Rule>> {
             "no rule given (use --rule RULE or --rules FILE)".into(),
         ));
     }
-    Ok(rules)
+    Ok((rules, tokenizers))
 }
 
 pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
@@ -694,16 +704,32 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     }
 
     // Everything that can be wrong with the arguments, before any record is read.
-    let rules = parse_rules(cfg)?;
+    let (rules, file_tokenizers) = parse_rules(cfg)?;
+    let specs: Vec<TokenizerSpec> = cfg
+        .tokenizers
+        .iter()
+        .cloned()
+        .chain(file_tokenizers)
+        .collect();
+    if cfg.revision.is_some()
+        && !specs
+            .iter()
+            .any(|s| matches!(s.source, TokenizerSource::Hub { .. }))
+    {
+        return Err(Error::Usage(
+            "--revision is for Hub tokenizers (ORG/NAME), and none was given".into(),
+        ));
+    }
     let input = OpenInput::open(&cfg.input)?;
     let load_started = Instant::now();
     // Hub tokenizers may be downloaded here: progress as the engine's, Ctrl-C stops it.
     let load = LoadOptions {
+        revision: cfg.revision.clone(),
         progress: cfg.common.engine.progress,
         cancel: Some(cfg.common.engine.cancel.as_atomic()),
         ..LoadOptions::default()
     };
-    let set = TokenizerSet::load_with(&cfg.tokenizers, &load).map_err(|e| {
+    let set = TokenizerSet::load_with(&specs, &load).map_err(|e| {
         if cfg.common.engine.cancel.is_cancelled() {
             Error::Interrupted
         } else {

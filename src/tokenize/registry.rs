@@ -216,6 +216,45 @@ impl FromStr for TokenizerSpec {
     }
 }
 
+/// Takes the tokenizer lines out of a rules file: `tokenizer [NAME=]SOURCE` (one word
+/// after the keyword, parsed as a `--tokenizer` argument; paths are relative to the
+/// current directory, as on the command line). Returns the text with those lines blanked,
+/// so rule errors keep their line numbers, and the specs in file order. A line like
+/// `tokenizer == 3` or `tokenizer: EXPR` stays a rule.
+pub fn take_tokenizer_lines(
+    file: &str,
+    text: &str,
+) -> Result<(String, Vec<TokenizerSpec>), TokenizeError> {
+    let mut rest = String::with_capacity(text.len());
+    let mut specs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let word = line
+            .trim()
+            .strip_prefix("tokenizer")
+            .filter(|r| r.starts_with([' ', '\t']))
+            .map(str::trim)
+            .filter(|w| {
+                !w.is_empty()
+                    && !w.contains(char::is_whitespace)
+                    && !w.starts_with(['=', '<', '>', '!', ':', '(', '+', '-', '*', '/', '%'])
+            });
+        match word {
+            Some(w) => {
+                let spec = w
+                    .parse()
+                    .map_err(|e: TokenizeError| TokenizeError::BadSpec {
+                        spec: w.to_string(),
+                        message: format!("{file} line {}: {e}", i + 1),
+                    })?;
+                specs.push(spec);
+            }
+            None => rest.push_str(line),
+        }
+        rest.push('\n');
+    }
+    Ok((rest, specs))
+}
+
 /// `ID@REV` → (`ID`, `Some(REV)`); Hub ids never contain `@`.
 fn split_revision(v: &str) -> (&str, Option<&str>) {
     match v.split_once('@') {
@@ -455,7 +494,22 @@ impl Tokenizer {
                     progress: opts.progress,
                     cancel: opts.cancel,
                 };
-                let found = hub::resolve(&opts.hub, id, rev, fetch)?;
+                let found = hub::resolve(&opts.hub, id, rev, fetch).map_err(|e| match e {
+                    // Say why a path-looking spec went to the Hub: a mistyped local path
+                    // would otherwise read as a strange Hub error.
+                    TokenizeError::Hub {
+                        id,
+                        revision,
+                        message,
+                    } if !Path::new(&id).exists() => TokenizeError::Hub {
+                        message: format!(
+                            "{message} (read as a Hub id: there is no file or folder {id:?})"
+                        ),
+                        id,
+                        revision,
+                    },
+                    e => e,
+                })?;
                 let mut t = Self::from_file(&spec.name, &found.path)?;
                 t.source = TokenizerSource::Hub {
                     id: id.clone(),
@@ -948,6 +1002,24 @@ mod tests {
         assert_eq!(s.name, "claude");
         assert!("=x".parse::<TokenizerSpec>().is_err());
         assert!("a=".parse::<TokenizerSpec>().is_err());
+    }
+
+    #[test]
+    fn tokenizer_lines_of_rules_files() {
+        let text =
+            "# x\ntokenizer qwen=Qwen/Qwen1.5-7B\nshort: len(a) < 3\n  tokenizer o200k_base\n\
+                    tokenizer == 3\ntokenizer: tokens(a) < 2\n";
+        let (rest, specs) = take_tokenizer_lines("r.txt", text).unwrap();
+        assert_eq!(
+            rest,
+            "# x\n\nshort: len(a) < 3\n\ntokenizer == 3\ntokenizer: tokens(a) < 2\n"
+        );
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["qwen", "o200k_base"]);
+        let e = take_tokenizer_lines("r.txt", "a == 1\ntokenizer =x\n");
+        assert!(e.is_ok(), "an operator after the keyword is a rule");
+        let e = take_tokenizer_lines("r.txt", "a == 1\ntokenizer x=hf:a--b\n").unwrap_err();
+        assert!(e.to_string().contains("r.txt line 2"), "{e}");
     }
 
     #[test]

@@ -644,7 +644,9 @@ fn link_atomic(blob: &Path, pointer: &Path, blob_name: &str) -> std::io::Result<
     // hash of nothing differs between calls without any shared counter.
     let unique = {
         use std::hash::{BuildHasher, Hasher};
-        std::collections::hash_map::RandomState::new().build_hasher().finish()
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
     };
     let parent = pointer.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(

@@ -189,14 +189,7 @@ impl<'a> Val<'a> {
     pub fn kind(&self) -> &'static str {
         match self {
             Val::Text(_) => "string",
-            Val::Raw(r) => match r.as_bytes().first() {
-                Some(b'"') => "string",
-                Some(b'{') => "object",
-                Some(b'[') => "array",
-                Some(b'n') => "null",
-                Some(b't' | b'f') => "boolean",
-                _ => "number",
-            },
+            Val::Raw(r) => crate::json::scan::kind_name(r),
         }
     }
 
@@ -280,6 +273,26 @@ impl<'a> Record<'a> {
             Err(e) => return Err(format!("invalid JSON: {e}")),
         };
         de.end().map_err(|e| format!("invalid JSON: {e}"))?;
+        // Duplicate keys are refused at every depth (the top level above): a path into a
+        // nested object must never have two answers. Nesting has one limit for every
+        // command ([`crate::json::MAX_DEPTH`]).
+        for (k, v) in &fields {
+            if v.starts_with('{') || v.starts_with('[') {
+                use crate::json::text::{nested_problem, NestedProblem};
+                match nested_problem(v.as_bytes(), 0..v.len(), 1) {
+                    None => {}
+                    Some((_, NestedProblem::DuplicateKey(dup))) => {
+                        return Err(format!("duplicate key \"{dup}\" inside \"{k}\""))
+                    }
+                    Some((_, NestedProblem::TooDeep)) => {
+                        return Err(format!(
+                            "\"{k}\" nests deeper than {} levels",
+                            crate::json::MAX_DEPTH
+                        ))
+                    }
+                }
+            }
+        }
         Ok(Record {
             fields: fields.into_iter().map(|(k, v)| (k, Val::Raw(v))).collect(),
         })
@@ -310,7 +323,9 @@ impl<'a> Record<'a> {
             };
             cur = match raw.as_bytes().first() {
                 Some(b'{') => {
-                    let obj = parse_object(raw).expect("nested object was validated with its line");
+                    // Records from `parse` are valid with unique keys; one built
+                    // otherwise gets "no field" rather than a panic.
+                    let obj = parse_object(raw).map_err(|_| missing(None))?;
                     match obj.into_iter().find(|(k, _)| k == seg) {
                         Some((_, v)) => Val::Raw(v),
                         None => return Err(missing(None)),
@@ -319,7 +334,7 @@ impl<'a> Record<'a> {
                 Some(b'[') => {
                     let idx: usize = seg.parse().map_err(|_| missing(None))?;
                     let arr: Vec<&RawValue> =
-                        serde_json::from_str(raw).expect("nested array was validated");
+                        serde_json::from_str(raw).map_err(|_| missing(None))?;
                     match arr.get(idx) {
                         Some(v) => Val::Raw(v.get()),
                         None => return Err(missing(None)),

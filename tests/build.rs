@@ -1238,3 +1238,34 @@ fn outputs_may_not_overwrite_the_input() {
     );
     assert_eq!(r.code, 2);
 }
+
+/// A duplicate key inside a nested object is a line error wherever a path reads it
+/// (issue 10, item 7: it used to exit 101), and also when no path reads it.
+#[test]
+fn nested_duplicate_keys_are_line_errors() {
+    let d = tmp();
+    write(
+        d.path(),
+        "in.jsonl",
+        "{\"a\":{\"b\":1,\"b\":2},\"t\":\"x\"}\n",
+    );
+    let out = d.path().join("out");
+    let out = out.to_str().unwrap();
+    for args in [
+        &["-t", "{a.b}"][..],
+        &["-t", "{t}", "--id-field", "a.b"],
+        &["-t", "{t}", "--id-template", "r-{a.b}"],
+        &["-t", "{t}", "--split-by", "a.b", "--out-dir", out],
+        &["-t", "{t}"],
+    ] {
+        let mut a = vec!["build", "in.jsonl", "-m", "m"];
+        a.extend_from_slice(args);
+        let r = run_in(d.path(), &a, None);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains("in.jsonl:1:") && r.stderr.contains("duplicate key \"b\""),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+}

@@ -594,6 +594,47 @@ fn shard_directory_as_requests() {
     let o = run(&[&d.path().join("empty"), &results]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("manifest.json"));
+
+    // The manifest is checked: a truncated shard (its last line lost), a shard changed
+    // in place (same size and line count), a shard that grew: each is an error naming
+    // the file, never orphans with exit 0.
+    let first = shards.join("gpt-4o-mini.0000.jsonl");
+    let first = if first.exists() {
+        first
+    } else {
+        let mut v: Vec<_> = std::fs::read_dir(&shards)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.to_string_lossy().ends_with(".0000.jsonl"))
+            .collect();
+        v.pop().expect("a first shard")
+    };
+    let good = std::fs::read(&first).unwrap();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let cut = &text[..text[..text.len() - 1].rfind('\n').unwrap() + 1];
+    let changed = text.replacen("s0", "s9", 1);
+    let grown = format!("{text}{}\n", req("zz"));
+    for (what, bytes, want) in [
+        ("truncated", cut.to_string(), "bytes"),
+        ("changed", changed, "SHA-256"),
+        ("grown", grown, "bytes"),
+    ] {
+        std::fs::write(&first, bytes).unwrap();
+        let out = d.path().join("j.jsonl");
+        let o = run(&[&shards, &results, &"-o", &out]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{what}: {err}");
+        assert!(
+            err.contains(first.file_name().unwrap().to_str().unwrap()),
+            "{what}: {err}"
+        );
+        assert!(
+            err.contains(want) && err.contains("manifest.json"),
+            "{what}: {err}"
+        );
+        assert!(!out.exists(), "{what}");
+    }
+    std::fs::write(&first, good).unwrap();
 }
 
 #[test]

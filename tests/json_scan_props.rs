@@ -210,3 +210,59 @@ fn deep_nesting_agrees_with_serde() {
         );
     }
 }
+
+/// A result line of every shape the classifier reads, built around a generated value.
+fn result_line(v: &str, shape: usize) -> String {
+    match shape % 5 {
+        0 => format!(
+            r#"{{"id":"b","custom_id":"a","response":{{"status_code":200,"request_id":"r","body":{v}}},"error":null}}"#
+        ),
+        1 => format!(r#"{{"custom_id":"a","result":{{"type":"succeeded","message":{v}}}}}"#),
+        2 => format!(r#"{{"key":"k","response":{v}}}"#),
+        3 => format!(r#"{{"custom_id":"a","status":"ok","request":{{}},"response":{v}}}"#),
+        _ => format!(
+            r#"{{"custom_id":"a","response":{{"status_code":500,"body":{{"error":{v}}}}},"error":null}}"#
+        ),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// Arbitrary bytes never panic the scanner, the classifier, the request reader, the
+    /// join fast path or the nested-key check.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+        let _ = document(&bytes);
+        let _ = batchline::batch::classify::classify(&bytes, true);
+        let _ = batchline::batch::outcome::parse_request_side(&bytes);
+        let _ = batchline::batch::outcome::scan_ok_result(&bytes);
+        let text = String::from_utf8_lossy(&bytes);
+        if let Ok(r) = document(text.as_bytes()) {
+            let _ = batchline::json::text::nested_problem(text.as_bytes(), r, 0);
+        }
+    }
+
+    /// Damaged result lines: never a panic, and the fast path of join never calls ok a
+    /// usable line the classifier calls failed (it may only defer).
+    #[test]
+    fn damaged_result_lines_classify_consistently(
+        text in json_text(),
+        shape in 0usize..5,
+        d in proptest::option::of((damage(), 0.0f64..1.0)),
+    ) {
+        let mut line = result_line(&text, shape);
+        if let Some((d, at)) = d {
+            line = apply(&line, &d, at);
+        }
+        // The fast path reads only both ends of a line (join checks the whole line
+        // when it uses it): on a line the classifier can read, it never disagrees.
+        let full = batchline::batch::classify::classify(line.as_bytes(), true);
+        if let (Some(id), Ok(c)) = (batchline::batch::outcome::scan_ok_result(line.as_bytes()), &full) {
+            prop_assert!(
+                c.verdict.is_ok() && c.custom_id == id,
+                "fast path ok, classifier {:?}: {}", c.verdict, line
+            );
+        }
+    }
+}

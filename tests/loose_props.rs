@@ -1,8 +1,9 @@
 //! Property and adversarial tests for `loose::parse`: it never panics, always returns
 //! valid JSON, reads strict JSON unchanged, never invents data when a value is cut, and
-//! finishes on megabyte-sized hostile inputs.
+//! finishes on megabyte-sized hostile inputs with work linear in their size (counted by
+//! `parse_measured`, never timed).
 
-use batchline::loose::{parse, LooseValue, ParseOptions, Refusal, Repair};
+use batchline::loose::{parse, parse_measured, LooseValue, ParseOptions, Refusal, Repair};
 use proptest::prelude::*;
 use serde_json::Value;
 
@@ -176,6 +177,29 @@ proptest! {
         run_all_opts(&String::from_utf8_lossy(&bytes));
     }
 
+    /// Whatever the input, the work is at most a constant times its length.
+    #[test]
+    fn work_is_linear_in_any_input(
+        pieces in loose_text(),
+        bytes in prop::collection::vec(any::<u8>(), 0..400),
+        reps in 1usize..40,
+    ) {
+        for text in [pieces.clone(), String::from_utf8_lossy(&bytes).into_owned(), pieces.repeat(reps)] {
+            let w = max_work(&text);
+            prop_assert!(w <= WORK_PER_BYTE * text.len() as u64 + WORK_FLOOR, "{w} for {} bytes: {text:?}", text.len());
+        }
+    }
+
+    /// Mutated JSON (a value with pieces of loose text spliced in), repeated: linear too.
+    #[test]
+    fn work_is_linear_in_mutated_json(v in json_value(), cut in any::<prop::sample::Index>(), junk in loose_text(), reps in 1usize..30) {
+        let json = serde_json::to_string(&v).unwrap();
+        let at = (0..=json.len()).filter(|&i| json.is_char_boundary(i)).nth(cut.index(json.len() + 1)).unwrap_or(0);
+        let text = format!("{}{junk}{}", &json[..at], &json[at..]).repeat(reps);
+        let w = max_work(&text);
+        prop_assert!(w <= WORK_PER_BYTE * text.len() as u64 + WORK_FLOOR, "{w} for {} bytes", text.len());
+    }
+
     #[test]
     fn strict_json_roundtrips(v in json_value(), pretty in any::<bool>()) {
         let text = if pretty { serde_json::to_string_pretty(&v).unwrap() } else { serde_json::to_string(&v).unwrap() };
@@ -264,6 +288,30 @@ proptest! {
     }
 }
 
+/// Most work per input byte allowed (the passes over the text, the value reads, and up to
+/// 16 fence-aware reads that may run to the end of the text), and a floor for tiny inputs.
+const WORK_PER_BYTE: u64 = 40;
+const WORK_FLOOR: u64 = 256;
+
+/// The most work `parse` does on `text` under any options.
+fn max_work(text: &str) -> u64 {
+    let mut w = 0;
+    for strict in [false, true] {
+        for provider_truncated in [false, true] {
+            let (r, n) = parse_measured(
+                text,
+                &ParseOptions {
+                    strict,
+                    provider_truncated,
+                },
+            );
+            check_output(&r);
+            w = w.max(n);
+        }
+    }
+    w
+}
+
 /// Builds about 1 MB by repeating `unit`.
 fn mb(unit: &str) -> String {
     unit.repeat((1 << 20) / unit.len().max(1))
@@ -315,6 +363,23 @@ fn adversarial_megabytes_finish() {
         "Example: {\"a\": 1}\n",
     ];
     for unit in units {
+        // Linear: twice the input is at most about twice the work.
+        let small = unit.repeat((1 << 15) / unit.len());
+        let (w1, w2) = (max_work(&small), max_work(&small.repeat(2)));
+        eprintln!(
+            "{unit:?}: {} work per byte, x{:.2} for twice the input",
+            w1 / small.len() as u64,
+            w2 as f64 / w1 as f64
+        );
+        assert!(
+            w1 <= WORK_PER_BYTE * small.len() as u64,
+            "{unit:?}: {w1} for {} bytes",
+            small.len()
+        );
+        assert!(
+            w2 * 10 <= w1 * 21 + 10 * WORK_FLOOR,
+            "{unit:?}: {w1} then {w2} for twice the input"
+        );
         let text = mb(unit);
         let start = std::time::Instant::now();
         check_output(&parse(&text, &LOOSE));

@@ -157,6 +157,33 @@ fn groups_by_endpoint_and_model_in_input_order() {
     assert_eq!(emb["embedding_inputs"], 3);
 }
 
+/// One file holds one exact url string: Azure's `/chat/completions` and
+/// `/v1/chat/completions` for one model go to two files, each listed with its own url
+/// (issue 10, item 6).
+#[test]
+fn one_file_holds_one_exact_url() {
+    let tmp = tempfile::tempdir().unwrap();
+    let azure = chat_line("2", "gpt-4o", "b").replace("/v1/chat/completions", "/chat/completions");
+    let lines = [
+        chat_line("1", "gpt-4o", "a"),
+        azure.clone(),
+        chat_line("3", "gpt-4o", "c"),
+    ];
+    std::fs::write(tmp.path().join("in.jsonl"), lines.join("\n")).unwrap();
+    let o = run_in(tmp.path(), &["shard", "in.jsonl", "--out-dir", "out"], None);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let g = lines_of_groups(&tmp.path().join("out"));
+    assert_eq!(g.len(), 2, "{g:?}");
+    assert_eq!(
+        g[&("/v1/chat/completions".into(), "gpt-4o".into())],
+        vec![lines[0].clone(), lines[2].clone()]
+    );
+    assert_eq!(
+        g[&("/chat/completions".into(), "gpt-4o".into())],
+        vec![azure]
+    );
+}
+
 #[test]
 fn embedding_inputs_are_capped_per_file() {
     let tmp = tempfile::tempdir().unwrap();

@@ -1,6 +1,7 @@
 //! The Batch API data model: endpoints, limits, request lines and their checks, and
 //! prompt-token counting with the real OpenAI encodings.
 
+pub mod classify;
 pub mod endpoint;
 pub mod ids;
 pub mod manifest;

@@ -26,6 +26,32 @@ pub struct RequestLine<'a> {
     pub prompt: PromptFields<'a>,
 }
 
+/// Which file a request goes to: one file holds one exact `url` string and one model
+/// (the Batch API takes one endpoint per batch, and `/v1/chat/completions` and Azure's
+/// `/chat/completions` are different strings to it).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct GroupKey {
+    pub endpoint: Endpoint,
+    /// The url exactly as the lines write it.
+    pub url: String,
+    pub model: String,
+}
+
+impl RequestLine<'_> {
+    /// Does this request go with `key`? (No allocation: the workers ask per line.)
+    pub fn is_in(&self, key: &GroupKey) -> bool {
+        key.url == self.url && key.model == self.model
+    }
+
+    pub fn group_key(&self) -> GroupKey {
+        GroupKey {
+            endpoint: self.endpoint,
+            url: self.url.clone().into_owned(),
+            model: self.model.clone().into_owned(),
+        }
+    }
+}
+
 /// Raw JSON text of the body fields that carry prompt text.
 #[derive(Debug, Default)]
 pub struct PromptFields<'a> {

@@ -1,20 +1,21 @@
-//! Batch API result lines: where the model's texts are, by body shape.
+//! Where the model's texts are in the body of an ok result line, by body shape.
 //!
-//! [`read_result`] reads one result line and returns its texts, or why the line holds
-//! none. The shapes (see SPEC.md):
+//! [`read_result`] classifies a line with the one classifier
+//! ([`classify`](super::classify)) and, for an ok line, returns the texts of its body,
+//! or why it holds none. The body shapes (see SPEC.md):
 //!
 //! | shape | texts |
 //! |---|---|
 //! | OpenAI chat completions | each `choices[i]`: `message.content` (a string, or an array of parts whose `text` are joined), then each `message.tool_calls[j].function.arguments` (and the legacy `function_call.arguments`); a `message.refusal` makes the choice a refusal |
 //! | OpenAI completions | `choices[i].text` |
 //! | OpenAI responses | `output[]` items of type `message`: their `content[]` `output_text` parts joined as one text (`choice` 0); a `refusal` part makes it a refusal; `function_call` items: their `arguments` |
-//! | Anthropic Message Batches | `result.message.content[]`: `text` blocks joined as one text, `tool_use` blocks' `input` (already JSON); `result.type` `errored`, `canceled`, `expired` fail the line |
-//! | Gemini batch | `response.candidates[i].content.parts[].text` joined (keyed by `key`) |
+//! | Anthropic message (`result.message`) | `content[]`: `text` blocks joined as one text, `tool_use` blocks' `input` (already JSON) |
+//! | Gemini response | `candidates[i].content.parts[].text` joined |
 //!
-//! Failed lines: `response.status_code` ≥ 400, a top-level `error`, a `response.body.error`,
-//! or an Anthropic result that did not succeed. Truncation hints: `finish_reason:
-//! "length"`, responses `status: "incomplete"` or `incomplete_details`, Anthropic
-//! `stop_reason: "max_tokens"`, Gemini `finishReason: "MAX_TOKENS"`.
+//! A line `join` wrote holds one of these bodies in its `response`. Truncation hints:
+//! `finish_reason: "length"`, responses `status: "incomplete"` or
+//! `incomplete_details`, Anthropic `stop_reason: "max_tokens"`, Gemini `finishReason:
+//! "MAX_TOKENS"`.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +23,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::Value;
+
+use super::classify::{self, classify, Verdict};
+use crate::json::text::decode_string;
 
 /// Where a text came from within a choice: the message content, or a tool call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,12 +93,14 @@ pub struct ResultTexts<'a> {
     pub items: Vec<TextItem<'a>>,
 }
 
-/// Reads a result line: its custom_id, and either its texts or why it has none.
+/// Reads a result line: its custom_id, and either its texts or why it has none
+/// (`bad_line`: unusable; `api_error`: the request failed; `missing`: a joined line
+/// without a result; `no_text`: an ok body without text).
 pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>>, Failure>) {
-    let raw: RawLine = match serde_json::from_str(line) {
-        Ok(r) => r,
+    let c = match classify(line.as_bytes(), true) {
+        Ok(c) => c,
         Err(e) => {
-            // Not our shape: still try to name the custom_id for the rejects file.
+            // Not usable: still try to name the custom_id for the rejects file.
             let id = serde_json::from_str::<IdOnly>(line)
                 .ok()
                 .and_then(|i| i.custom_id.or(i.key));
@@ -107,8 +112,44 @@ pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>
             return (id, Err(Failure::new("bad_line", what)));
         }
     };
-    let id = raw.custom_id.clone().or_else(|| raw.key.clone());
-    (id, texts_of(raw))
+    let texts = match c.verdict {
+        Verdict::Ok { body } => body_texts(body),
+        Verdict::Failed(f) => Err(failed(&f)),
+    };
+    (Some(c.custom_id), texts)
+}
+
+/// The extract-side description of a failed verdict.
+fn failed(f: &classify::Failure<'_>) -> Failure {
+    let message = f
+        .message
+        .map(|m| match decode_string(m) {
+            Some(s) if m.starts_with('"') => s.into_owned(),
+            _ => m.to_string(),
+        })
+        .unwrap_or_else(|| match f.code.as_ref() {
+            "missing" => "join found no result for this request".to_string(),
+            "missing_body" => "the response has no body".to_string(),
+            "missing_message" => "the succeeded result has no message".to_string(),
+            "missing_status_code" => "the response has no status_code".to_string(),
+            c => c.to_string(),
+        });
+    let code = f.code.as_ref();
+    let detail = match f.status_code {
+        Some(s) => format!("{s} {code}: {message}"),
+        None if message == code => message,
+        None => format!("{code}: {message}"),
+    };
+    Failure {
+        reason: if code == "missing" {
+            "missing"
+        } else {
+            "api_error"
+        },
+        error_code: Some(code.to_string()),
+        status_code: f.status_code,
+        detail,
+    }
 }
 
 /// Reads a line of any JSONL for `--text-field`: the text at JSON pointer `text_ptr` (a
@@ -128,7 +169,7 @@ pub fn read_field<'a>(
     let id = crate::json::text::pointer(line, id_ptr).and_then(|r| {
         let raw = &line[r];
         match raw.as_bytes()[0] {
-            b'"' => decode_str(raw),
+            b'"' => decode_string(raw),
             b'-' | b'0'..=b'9' => Some(Cow::Borrowed(raw)),
             _ => None,
         }
@@ -146,7 +187,7 @@ pub fn read_field<'a>(
         Some(r) => {
             let raw = &line[r];
             match raw.as_bytes()[0] {
-                b'"' => match decode_str(raw) {
+                b'"' => match decode_string(raw) {
                     Some(t) => TextSource::Text(t),
                     None => return (id, Err(Failure::new("bad_line", "undecodable string"))),
                 },
@@ -169,76 +210,20 @@ pub fn read_field<'a>(
     (id, Ok(vec![item]))
 }
 
-/// Decodes a JSON string literal, borrowing when it holds no escape.
-fn decode_str(raw: &str) -> Option<Cow<'_, str>> {
-    if raw.contains('\\') {
-        serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
-    } else {
-        raw.get(1..raw.len() - 1).map(Cow::Borrowed)
-    }
-}
-
-fn texts_of(raw: RawLine<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
-    if let Some(err) = raw.error.as_ref().filter(|e| !e.is_null()) {
-        let status = raw.response.as_ref().and_then(|r| r.status_code);
-        return Err(api_error(err, status));
-    }
-    if let Some(result) = raw.result {
-        return anthropic_result(result);
-    }
-    let Some(resp) = raw.response else {
-        return Err(Failure::new(
-            "bad_line",
-            "no `response` or `result`: not a Batch API result line (use --text-field for other JSONL)",
-        ));
+/// The texts of an ok body (any of the shapes in the table above).
+pub fn body_texts(body: &str) -> Result<Vec<TextItem<'_>>, Failure> {
+    let body: Body = match serde_json::from_str(body) {
+        Ok(b) => b,
+        Err(e) => {
+            return Err(Failure::new(
+                "bad_line",
+                format!("the body is not of a known shape: {e}"),
+            ))
+        }
     };
-    if let Some(cands) = resp.candidates {
+    if let Some(cands) = body.candidates {
         return Ok(gemini(cands));
     }
-    let status = resp.status_code;
-    let body = resp.body;
-    if let Some(err) = body
-        .as_ref()
-        .and_then(|b| b.error.as_ref())
-        .filter(|e| !e.is_null())
-    {
-        return Err(api_error(err, status));
-    }
-    if let Some(code) = status.filter(|&c| c >= 400) {
-        let mut f = Failure::new("api_error", format!("HTTP status {code}"));
-        f.status_code = Some(code);
-        return Err(f);
-    }
-    let Some(body) = body else {
-        return Err(Failure::new("no_text", "the response has no body"));
-    };
-    body_texts(body)
-}
-
-fn api_error(err: &Value, status: Option<u64>) -> Failure {
-    // OpenAI: {code, message, type}; Anthropic: {type:"error", error:{type, message}}.
-    let inner = err.get("error").filter(|e| e.is_object()).unwrap_or(err);
-    let field = |k: &str| inner.get(k).or_else(|| err.get(k)).and_then(Value::as_str);
-    let code = field("code").or_else(|| field("type")).map(str::to_owned);
-    let message = field("message")
-        .map(str::to_owned)
-        .or_else(|| err.as_str().map(str::to_owned))
-        .unwrap_or_else(|| err.to_string());
-    let detail = match (&code, status) {
-        (Some(c), Some(s)) => format!("{s} {c}: {message}"),
-        (Some(c), None) => format!("{c}: {message}"),
-        (None, Some(s)) => format!("{s}: {message}"),
-        (None, None) => message,
-    };
-    Failure {
-        reason: "api_error",
-        error_code: code,
-        status_code: status,
-        detail,
-    }
-}
-
-fn body_texts(body: Body<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
     if let Some(choices) = body.choices {
         if choices.is_empty() {
             return Err(Failure::new("no_text", "`choices` is empty"));
@@ -427,36 +412,6 @@ fn responses_output(
     Ok(out)
 }
 
-fn anthropic_result(r: AnthropicResult<'_>) -> Result<Vec<TextItem<'_>>, Failure> {
-    match r.kind.as_deref() {
-        Some("succeeded") => {
-            let Some(msg) = r.message else {
-                return Err(Failure::new(
-                    "no_text",
-                    "the succeeded result has no message",
-                ));
-            };
-            let stop = msg.stop_reason.as_deref();
-            let truncated = stop == Some("max_tokens");
-            anthropic_content(msg.content.unwrap_or_default(), truncated, stop)
-        }
-        Some(kind) => {
-            let mut f = match &r.error {
-                Some(e) if !e.is_null() => api_error(e, None),
-                _ => Failure::new("api_error", format!("result type {kind}")),
-            };
-            if f.error_code.is_none() || kind != "errored" {
-                f.error_code = Some(kind.to_string());
-            }
-            if !f.detail.starts_with(kind) {
-                f.detail = format!("{kind}: {}", f.detail);
-            }
-            Err(f)
-        }
-        None => Err(Failure::new("bad_line", "`result` has no `type`")),
-    }
-}
-
 fn anthropic_content<'a>(
     blocks: Vec<Block<'a>>,
     truncated: bool,
@@ -561,31 +516,6 @@ struct IdOnly<'a> {
 }
 
 #[derive(Deserialize)]
-struct RawLine<'a> {
-    #[serde(borrow, default)]
-    custom_id: Option<Cow<'a, str>>,
-    /// Gemini's custom_id.
-    #[serde(borrow, default)]
-    key: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    response: Option<Response<'a>>,
-    #[serde(default)]
-    error: Option<Value>,
-    #[serde(borrow, default)]
-    result: Option<AnthropicResult<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Response<'a> {
-    #[serde(default)]
-    status_code: Option<u64>,
-    #[serde(borrow, default)]
-    body: Option<Body<'a>>,
-    #[serde(borrow, default)]
-    candidates: Option<Vec<Candidate<'a>>>,
-}
-
-#[derive(Deserialize)]
 struct Body<'a> {
     #[serde(borrow, default)]
     choices: Option<Vec<Choice<'a>>>,
@@ -595,14 +525,15 @@ struct Body<'a> {
     status: Option<Cow<'a, str>>,
     #[serde(default)]
     incomplete_details: Option<IgnoredAny>,
-    #[serde(default)]
-    error: Option<Value>,
     #[serde(borrow, default)]
     content: Option<Vec<Block<'a>>>,
     #[serde(borrow, default)]
     stop_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     data: Option<IgnoredAny>,
+    /// Gemini.
+    #[serde(borrow, default)]
+    candidates: Option<Vec<Candidate<'a>>>,
 }
 
 #[derive(Deserialize)]
@@ -671,24 +602,6 @@ struct Block<'a> {
     name: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     input: Option<&'a RawValue>,
-}
-
-#[derive(Deserialize)]
-struct AnthropicResult<'a> {
-    #[serde(borrow, rename = "type", default)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    message: Option<AnthropicMessage<'a>>,
-    #[serde(default)]
-    error: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct AnthropicMessage<'a> {
-    #[serde(borrow, default)]
-    content: Option<Vec<Block<'a>>>,
-    #[serde(borrow, default)]
-    stop_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]

@@ -49,8 +49,13 @@ pub struct ExtractArgs {
     /// it by result body shape.
     #[arg(long, value_name = "POINTER")]
     pub text_field: Option<String>,
-    /// With --text-field: the JSON pointer of the line's id.
-    #[arg(long, value_name = "POINTER", default_value = "/custom_id")]
+    /// With --text-field: the JSON pointer of the line's id (result lines have theirs).
+    #[arg(
+        long,
+        value_name = "POINTER",
+        default_value = "/custom_id",
+        requires = "text_field"
+    )]
     pub id_field: String,
 }
 

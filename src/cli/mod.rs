@@ -58,7 +58,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true)]
     pub no_sync: bool,
     /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
-    #[arg(long, global = true, value_name = "N")]
+    #[arg(long, global = true, value_name = "N", env = "BATCHLINE_THREADS", value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// The run's cancellation token (set by main's signal handler).
     #[arg(skip)]
@@ -66,6 +66,16 @@ pub struct GlobalArgs {
     /// Where the run's messages go (main writes them to stderr).
     #[arg(skip)]
     pub notes: Notes,
+}
+
+/// `--threads` / `BATCHLINE_THREADS`: a whole number of at least 1, or a usage error
+/// (never silently the default).
+fn parse_threads(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{s:?} is not a whole number of threads")),
+    }
 }
 
 impl GlobalArgs {
@@ -82,7 +92,7 @@ impl GlobalArgs {
     pub fn engine(&self) -> EngineConfig {
         let mut e = EngineConfig::default();
         if let Some(t) = self.threads {
-            e.threads = t.max(1);
+            e.threads = t;
         }
         e.progress = !self.quiet;
         e.cancel = self.cancel.clone();

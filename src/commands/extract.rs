@@ -53,7 +53,7 @@ use crate::io::output::{commit_all, finish_all, Output, OutputSpec};
 use crate::io::paths::PathClaims;
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
-use crate::loose::{self, LooseValue, ParseOptions};
+use crate::loose::{self, LooseValue, ParseOptions, Repair};
 use crate::report::Throughput;
 
 /// The repair name recorded when `--schema` decoded a double-encoded value.
@@ -522,10 +522,15 @@ impl Ctx<'_> {
         if v.truncated {
             c.truncated += 1;
         }
-        // Repair names on the stack: no allocation per value.
-        let mut names = [""; 32];
+        // Repair names on the stack: no allocation per value. Room for every repair
+        // there is; a value's repairs are distinct, and a repeat is skipped, so none is
+        // ever left out.
+        let mut names = [""; Repair::ALL.len()];
         let mut n = 0;
-        for r in v.repairs.iter().take(names.len() - 1) {
+        for r in &v.repairs {
+            if names[..n].contains(&r.name()) {
+                continue;
+            }
             *c.repairs.entry(r.name()).or_default() += 1;
             names[n] = r.name();
             n += 1;
@@ -728,7 +733,7 @@ fn decode_string_as(raw: &str, obj: bool, arr: bool) -> Option<String> {
         return None;
     }
     let inner = serde_json::from_str::<String>(raw).ok()?;
-    let vals = loose::fast_path(&inner, &ParseOptions::default())?;
+    let vals = loose::fast_path(&inner, &ParseOptions::default(), &mut 0)?;
     let [v] = vals.as_slice() else {
         return None;
     };
@@ -857,6 +862,24 @@ impl Writer {
     }
 }
 
+/// The inputs with every later naming of the same file dropped (device and inode on
+/// Unix: `a`, `./a` and a link to it are one file).
+fn once_each(inputs: &[InputSpec]) -> Result<Vec<InputSpec>> {
+    let mut seen: std::collections::HashSet<(u64, u64, Option<std::path::PathBuf>)> =
+        std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(inputs.len());
+    for spec in inputs {
+        let id = match spec.path() {
+            None => None,
+            Some(p) => Some(crate::io::input::file_identity(p)?),
+        };
+        if id.is_none_or(|id| seen.insert(id)) {
+            out.push(spec.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// Runs `extract`.
 pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     if cfg.inputs.is_empty() {
@@ -906,8 +929,10 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         claims.output(r)?;
     }
     // Open every input first: a missing second file fails before anything is written.
-    let opened = cfg
-        .inputs
+    // A file named twice (another name, a link) counts once, as in `join`: its records
+    // would otherwise come out twice.
+    let inputs = once_each(&cfg.inputs)?;
+    let opened = inputs
         .iter()
         .map(OpenInput::open)
         .collect::<Result<Vec<_>>>()?;
@@ -930,7 +955,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         on_error: cfg.common.on_error,
         name: String::new(),
     };
-    let several = cfg.inputs.len() > 1;
+    let several = inputs.len() > 1;
     let mut bytes = 0u64;
     let mut elapsed = Duration::ZERO;
     for input in opened {
@@ -963,7 +988,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     };
     Ok(ExtractSummary {
         command: "extract",
-        inputs: cfg.inputs.iter().map(|i| i.display_name()).collect(),
+        inputs: inputs.iter().map(|i| i.display_name()).collect(),
         output: cfg.output.display_name(),
         rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         lines: counts.lines,

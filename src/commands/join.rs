@@ -41,10 +41,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 
 use super::Outcome;
+use crate::batch::classify::{classify, Failure, Verdict};
 use crate::batch::manifest::Manifest;
-use crate::batch::outcome::{
-    parse_request_side, parse_result, scan_ok_result, Failure, Outcome as ResultOutcome,
-};
+use crate::batch::outcome::{parse_request_side, scan_ok_result};
 use crate::commands::{check_accounting, CommonOptions, Summary};
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
@@ -363,7 +362,7 @@ impl Source {
     /// Reads the result line at `offset` and checks all of it.
     fn check_line(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<()> {
         self.read_at(buf, offset, len)?;
-        match parse_result(buf, false) {
+        match classify(buf, false) {
             Ok(_) => Ok(()),
             Err(reason) => Err(self.bad_line(offset, reason)),
         }
@@ -445,21 +444,7 @@ fn result_files(paths: &[PathBuf], requests: &InputSpec) -> Result<Vec<PathBuf>>
         }
         Ok(())
     }
-    /// What makes two names the same file: device and inode where there are such
-    /// (this also holds for pipes such as `<(...)` and `/dev/stdin`), else the path.
-    fn identity(path: &Path) -> Result<(u64, u64, Option<PathBuf>)> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt;
-            let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-            Ok((m.dev(), m.ino(), None))
-        }
-        #[cfg(not(unix))]
-        {
-            let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-            Ok((0, 0, Some(canon)))
-        }
-    }
+    let identity = crate::io::input::file_identity;
     let stdin = Path::new("/dev/stdin");
     let requests_id = match requests {
         InputSpec::Stdin => identity(stdin).ok(),
@@ -551,12 +536,12 @@ fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
                 .push((Key::of(id), line.offset, line.len as u32, true, false));
             continue;
         }
-        match parse_result(line.bytes, false) {
+        match classify(line.bytes, false) {
             Ok(r) => out.entries.push((
                 Key::of(&r.custom_id),
                 line.offset,
                 line.len as u32,
-                r.outcome.is_ok(),
+                r.verdict.is_ok(),
                 true,
             )),
             Err(reason) => {
@@ -857,27 +842,27 @@ impl<'i> Ctx<'i> {
             .map_err(|e| e.to_string())?;
         // The index pass may have read only the head and tail of this line: it is fully
         // checked here.
-        let result = parse_result(buf, true).map_err(|reason| LineError::Result {
+        let result = classify(buf, true).map_err(|reason| LineError::Result {
             file: rec.file(),
             offset: rec.offset(),
             reason,
         })?;
         // The raw result line is only checked (and shown) when asked for.
         let result_text = self.want_result.then_some(result.text);
-        match &result.outcome {
-            ResultOutcome::Ok { body } => {
+        match &result.verdict {
+            Verdict::Ok { body } => {
                 self.render(
                     out,
                     req.custom_id_raw,
                     Status::Ok,
                     request_raw,
-                    *body,
+                    Some(body),
                     None,
                     result_text,
                 );
                 Ok((Status::Ok, false, Some(rec), key, None))
             }
-            ResultOutcome::Failed(f) => {
+            Verdict::Failed(f) => {
                 self.render(
                     out,
                     req.custom_id_raw,
@@ -946,13 +931,41 @@ impl<'i> Ctx<'i> {
     }
 }
 
-/// The files REQUESTS stands for: itself, or the shards of a directory's manifest.
-fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
+/// What a shard directory's manifest says about one of its files: checked while the
+/// file is joined, so that a truncated or changed shard is an error naming it, not a
+/// run that quietly reports its lost requests as orphans.
+struct Promised {
+    manifest: PathBuf,
+    /// Bytes (before any compression), request lines, SHA-256 (empty: not recorded).
+    bytes: u64,
+    requests: u64,
+    sha256: String,
+}
+
+impl Promised {
+    fn mismatch(
+        &self,
+        file: &str,
+        what: &str,
+        found: impl std::fmt::Display,
+        want: impl std::fmt::Display,
+    ) -> Error {
+        Error::Other(format!(
+            "{file}: {what} {found}, but {} says {want}: the shard directory is incomplete or was changed after `shard` wrote it",
+            self.manifest.display()
+        ))
+    }
+}
+
+/// The files REQUESTS stands for: itself, or the shards of a directory's manifest (with
+/// what the manifest promises about each). A plain shard whose size differs from the
+/// manifest's is refused before anything is read.
+fn request_inputs(spec: &InputSpec) -> Result<Vec<(InputSpec, Option<Promised>)>> {
     let Some(path) = spec.path() else {
-        return Ok(vec![spec.clone()]);
+        return Ok(vec![(spec.clone(), None)]);
     };
     if !path.is_dir() {
-        return Ok(vec![spec.clone()]);
+        return Ok(vec![(spec.clone(), None)]);
     }
     let manifest = Manifest::read(path)?.ok_or_else(|| {
         Error::Usage(format!(
@@ -961,11 +974,31 @@ fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
             crate::batch::manifest::MANIFEST_NAME
         ))
     })?;
-    Ok(manifest
-        .file_paths(path)
-        .into_iter()
-        .map(InputSpec::Path)
-        .collect())
+    let manifest_path = path.join(crate::batch::manifest::MANIFEST_NAME);
+    let mut out = Vec::with_capacity(manifest.files.len());
+    for (f, file) in manifest.files.iter().zip(manifest.file_paths(path)) {
+        let promised = Promised {
+            manifest: manifest_path.clone(),
+            bytes: f.bytes,
+            requests: f.requests,
+            sha256: f.sha256.clone().unwrap_or_default(),
+        };
+        if Compression::from_name(&file.to_string_lossy()) == Compression::None {
+            let len = std::fs::metadata(&file)
+                .map_err(|e| Error::io(&file, e))?
+                .len();
+            if len != f.bytes {
+                return Err(promised.mismatch(
+                    &file.display().to_string(),
+                    "is",
+                    format!("{len} bytes"),
+                    format!("{} bytes", f.bytes),
+                ));
+            }
+        }
+        out.push((InputSpec::Path(file), Some(promised)));
+    }
+    Ok(out)
 }
 
 /// The single writer of pass 2.
@@ -1086,7 +1119,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             claims.input_path(f)?;
         }
     }
-    for r in &requests {
+    for (r, _) in &requests {
         claims.input(r)?;
     }
     claims.output(&cfg.output)?;
@@ -1139,9 +1172,15 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         max_line: cfg.common.engine.max_line,
         pool: BufferPool::default(),
     };
-    for spec in &requests {
+    for (spec, promised) in &requests {
         let input = OpenInput::open(spec)?;
         let name = input.name().to_string();
+        let requests_before = writer.requests;
+        // A shard's bytes are hashed in order as they are joined (no second read).
+        let mut hasher = promised
+            .as_ref()
+            .filter(|p| !p.sha256.is_empty())
+            .map(|_| <sha2::Sha256 as sha2::Digest>::new());
         let stats = engine::run(
             input,
             &cfg.common.engine,
@@ -1149,6 +1188,9 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             |chunk, mut joined| {
                 // The joined lines go out here so that their buffer can be recycled;
                 // `consume` writes the side files and checks the chunk's error.
+                if let Some(h) = hasher.as_mut() {
+                    sha2::Digest::update(h, &chunk.bytes[..]);
+                }
                 let out = std::mem::take(&mut joined.out);
                 let written = writer.output.write_all(&out);
                 ctx.pool.give(out);
@@ -1160,6 +1202,34 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             },
         )?;
         writer.bytes += stats.bytes;
+        if let Some(p) = promised {
+            if stats.bytes != p.bytes {
+                return Err(p.mismatch(
+                    &name,
+                    "holds",
+                    format!("{} bytes", stats.bytes),
+                    format!("{} bytes", p.bytes),
+                ));
+            }
+            let n = writer.requests - requests_before;
+            if n != p.requests {
+                return Err(p.mismatch(
+                    &name,
+                    "holds",
+                    format!("{n} requests"),
+                    format!("{} requests", p.requests),
+                ));
+            }
+            if let Some(h) = hasher.take() {
+                let hex: String = sha2::Digest::finalize(h)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                if hex != p.sha256 {
+                    return Err(p.mismatch(&name, "has SHA-256", hex, &p.sha256));
+                }
+            }
+        }
     }
 
     // Orphans: results no request used, in file order. Like the results that lost to a

@@ -23,7 +23,7 @@ pub use crate::batch::manifest::{Manifest, ManifestLimits, ShardFile, ShardTotal
 use super::{check_accounting, CommonOptions, ErrorMode, Outcome, RejectRoute, Summary};
 use crate::batch::ids::{duplicate_reason, id_key, SeenIds};
 use crate::batch::manifest::MANIFEST_NAME;
-use crate::batch::request::{custom_id_of_line, custom_id_warning};
+use crate::batch::request::{custom_id_of_line, custom_id_warning, GroupKey};
 use crate::batch::{limits, parse_request, tokens, Endpoint};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
@@ -120,7 +120,7 @@ enum Verdict {
 /// A worker's outcome for one chunk: its verdicts and the (endpoint, model) keys they
 /// point into.
 struct ChunkVerdicts {
-    keys: Vec<(Endpoint, String)>,
+    keys: Vec<GroupKey>,
     verdicts: Vec<(u64, u64, Verdict)>,
 }
 
@@ -190,15 +190,10 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                         )
                     }
                     _ => {
-                        let group = match out
-                            .keys
-                            .iter()
-                            .position(|(e, m)| *e == req.endpoint && *m == req.model)
-                        {
+                        let group = match out.keys.iter().position(|k| req.is_in(k)) {
                             Some(i) => i,
                             None => {
-                                out.keys
-                                    .push((req.endpoint, req.model.clone().into_owned()));
+                                out.keys.push(req.group_key());
                                 out.keys.len() - 1
                             }
                         };
@@ -234,6 +229,8 @@ struct OpenShard {
 
 struct Group {
     endpoint: Endpoint,
+    /// The exact url string of its lines.
+    url: String,
     model: String,
     base_name: String,
     next_index: u32,
@@ -244,7 +241,7 @@ struct Group {
 struct Writer<'a> {
     cfg: &'a ShardConfig,
     groups: Vec<Group>,
-    group_index: HashMap<(Endpoint, String), usize>,
+    group_index: HashMap<GroupKey, usize>,
     used_names: std::collections::HashSet<String>,
     seen: SeenIds,
     /// The run's inputs and outputs: every new shard is claimed here, so that none
@@ -268,7 +265,7 @@ impl Writer<'_> {
         let local: Vec<usize> = verdicts
             .keys
             .into_iter()
-            .map(|(e, m)| self.group_for(e, m))
+            .map(|k| self.group_for(k))
             .collect();
         for (number, offset, verdict) in verdicts.verdicts {
             self.totals.lines += 1;
@@ -322,26 +319,31 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn group_for(&mut self, endpoint: Endpoint, model: String) -> usize {
-        if let Some(&g) = self.group_index.get(&(endpoint, model.clone())) {
+    fn group_for(&mut self, key: GroupKey) -> usize {
+        if let Some(&g) = self.group_index.get(&key) {
             return g;
         }
+        let GroupKey {
+            endpoint,
+            url,
+            model,
+        } = key.clone();
         let base = unique_name(
             &mut self.used_names,
             &format!("{}.{}", endpoint.short_name(), safe_file_name(&model)),
-            &format!("{}\n{model}", endpoint.url()),
+            &format!("{url}\n{model}"),
             "",
             |_| false,
         );
         self.groups.push(Group {
             endpoint,
+            url,
             model: model.clone(),
             base_name: base,
             next_index: 0,
             open: None,
         });
-        self.group_index
-            .insert((endpoint, model), self.groups.len() - 1);
+        self.group_index.insert(key, self.groups.len() - 1);
         self.groups.len() - 1
     }
 
@@ -380,7 +382,7 @@ impl Writer<'_> {
                 file,
                 meta: ShardFile {
                     name,
-                    endpoint: group.endpoint.url().to_string(),
+                    endpoint: group.url.clone(),
                     model: group.model.clone(),
                     requests: 0,
                     bytes: 0,

@@ -492,10 +492,8 @@ impl Ctx<'_> {
                         valid = true;
                         self.write_valid(&mut o.out, text, &verdict.counts);
                     } else {
-                        let rules = self.rules.rules();
                         for f in &verdict.failed {
-                            let i = rules.iter().position(|r| r.name == f.name).unwrap_or(0);
-                            o.failed.push(i as u32);
+                            o.failed.push(f.index as u32);
                         }
                         if self.write_rejects {
                             let names: Vec<&str> =

@@ -673,6 +673,23 @@ impl StreamChunks {
     }
 }
 
+/// What makes two names the same file: device and inode where there are such (this
+/// also holds for links, `./a` and `a`, pipes such as `<(...)` and `/dev/stdin`), else
+/// the canonical path.
+pub fn file_identity(path: &Path) -> Result<(u64, u64, Option<PathBuf>)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        Ok((m.dev(), m.ino(), None))
+    }
+    #[cfg(not(unix))]
+    {
+        let canon = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+        Ok((0, 0, Some(canon)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

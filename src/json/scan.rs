@@ -363,13 +363,26 @@ pub fn starts_object(b: &[u8], at: usize) -> bool {
 /// What kind of JSON value a (valid) raw value is, for messages: "an object", "a
 /// string", ...
 pub fn kind_of(raw: &str) -> &'static str {
-    match raw.trim_start().as_bytes().first() {
-        Some(b'{') => "an object",
-        Some(b'[') => "an array",
-        Some(b'n') => "null",
-        Some(b't') | Some(b'f') => "a boolean",
-        Some(b'"') => "a string",
+    match kind_name(raw) {
+        "object" => "an object",
+        "array" => "an array",
+        "null" => "null",
+        "boolean" => "a boolean",
+        "string" => "a string",
         _ => "a number",
+    }
+}
+
+/// The JSON type's name of a (valid) raw value: "object", "array", "null", "boolean",
+/// "string" or "number". The crate's one answer to "what kind of value is this".
+pub fn kind_name(raw: &str) -> &'static str {
+    match raw.trim_start().as_bytes().first() {
+        Some(b'{') => "object",
+        Some(b'[') => "array",
+        Some(b'n') => "null",
+        Some(b't') | Some(b'f') => "boolean",
+        Some(b'"') => "string",
+        _ => "number",
     }
 }
 

@@ -17,17 +17,112 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// End (exclusive) of the string starting with the quote at `i`.
+/// Decodes a raw JSON string token (quotes included), borrowing when it has no escapes;
+/// `None` when it is not a string token or does not decode (a lone surrogate escape).
+/// The crate's one string decoder.
+pub fn decode_string(raw: &str) -> Option<Cow<'_, str>> {
+    if raw.len() < 2 || !raw.starts_with('"') {
+        return None;
+    }
+    if !raw.contains('\\') {
+        return Some(Cow::Borrowed(&raw[1..raw.len() - 1]));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
+}
+
+/// End (exclusive) of the string starting with the quote at `i` (one string skipper for
+/// the crate: [`super::scan::string_end`]).
 fn string_end(b: &[u8], i: usize) -> Option<usize> {
-    let mut j = i + 1;
-    loop {
-        let k = j + memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
-        if b[k] == b'\\' {
-            j = k + 2;
-        } else {
-            return Some(k + 1);
+    super::scan::string_end(b, i).ok()
+}
+
+/// What [`nested_problem`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NestedProblem {
+    /// A key that appears twice in one object (decoded).
+    DuplicateKey(String),
+    /// Nesting deeper than [`super::MAX_DEPTH`].
+    TooDeep,
+}
+
+/// The first problem in the valid JSON value `b[range]`, which sits `outer` containers
+/// deep: a key that appears twice in one object, at any depth (keys compared decoded:
+/// `"a"` and `"\u0061"` are the same key), or nesting deeper than
+/// [`super::MAX_DEPTH`]; with its position. Linear in the value: objects with many keys
+/// are checked through a hash set.
+pub fn nested_problem(
+    b: &[u8],
+    range: Range<usize>,
+    outer: usize,
+) -> Option<(usize, NestedProblem)> {
+    use std::collections::HashSet;
+    /// Keys per open object: the index of its first key in `keys`, and a set once the
+    /// object has more than a few keys.
+    struct Open {
+        first: usize,
+        set: Option<HashSet<Cow<'static, str>>>,
+    }
+    let mut keys: Vec<Cow<'_, str>> = Vec::new();
+    let mut stack: Vec<Option<Open>> = Vec::new();
+    let mut i = range.start;
+    let end = range.end.min(b.len());
+    while i < end {
+        match b[i] {
+            b'{' | b'[' if outer + stack.len() + 1 > super::MAX_DEPTH => {
+                return Some((i, NestedProblem::TooDeep));
+            }
+            b'{' => {
+                stack.push(Some(Open {
+                    first: keys.len(),
+                    set: None,
+                }));
+                i += 1;
+            }
+            b'[' => {
+                stack.push(None);
+                i += 1;
+            }
+            b'}' | b']' => {
+                if let Some(Some(o)) = stack.pop() {
+                    keys.truncate(o.first);
+                }
+                i += 1;
+            }
+            b'"' => {
+                let e = string_end(b, i)?;
+                let j = skip_ws(b, e);
+                let is_key = b.get(j) == Some(&b':') && matches!(stack.last(), Some(Some(_)));
+                if is_key {
+                    let raw = std::str::from_utf8(&b[i..e]).ok()?;
+                    let key = decode_string(raw)?;
+                    let Some(Some(o)) = stack.last_mut() else {
+                        return None;
+                    };
+                    let dup = match &mut o.set {
+                        Some(set) => !set.insert(Cow::Owned(key.clone().into_owned())),
+                        None => keys[o.first..].contains(&key),
+                    };
+                    if dup {
+                        return Some((i, NestedProblem::DuplicateKey(key.into_owned())));
+                    }
+                    if o.set.is_none() && keys.len() - o.first >= 16 {
+                        let mut set: HashSet<Cow<'static, str>> = keys[o.first..]
+                            .iter()
+                            .map(|k| Cow::Owned(k.clone().into_owned()))
+                            .collect();
+                        set.insert(Cow::Owned(key.into_owned()));
+                        keys.truncate(o.first);
+                        o.set = Some(set);
+                    } else if o.set.is_none() {
+                        keys.push(key);
+                    }
+                }
+                i = e;
+            }
+            _ => i += 1,
         }
     }
+    None
 }
 
 /// End (exclusive) of the value starting at `i` (no leading whitespace).
@@ -119,11 +214,7 @@ pub fn object_members(
         }
         let ke = string_end(b, i)?;
         let raw = &text[i..ke];
-        let key: Cow<str> = if raw.contains('\\') {
-            Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
-        } else {
-            Cow::Borrowed(&text[i + 1..ke - 1])
-        };
+        let key = decode_string(raw)?;
         i = skip_ws(b, ke);
         if b.get(i) != Some(&b':') {
             return None;
@@ -213,5 +304,37 @@ mod tests {
             let _ = root(t).and_then(|r| array_elements(t, r.clone()).or(Some(vec![r])));
             assert!(pointer(t, "/0").is_none(), "{t:?}");
         }
+    }
+
+    #[test]
+    fn duplicate_keys_at_any_depth() {
+        let dup = |t: &str| match nested_problem(t.as_bytes(), 0..t.len(), 0) {
+            Some((_, NestedProblem::DuplicateKey(k))) => Some(k),
+            Some((_, p)) => panic!("{p:?}"),
+            None => None,
+        };
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let max = crate::json::MAX_DEPTH;
+        assert_eq!(
+            nested_problem(deep(max).as_bytes(), 0..2 * max + 1, 0),
+            None
+        );
+        assert_eq!(
+            nested_problem(deep(max).as_bytes(), 0..2 * max + 1, 1),
+            Some((max - 1, NestedProblem::TooDeep))
+        );
+        assert_eq!(dup(r#"{"a":{"b":1,"b":2}}"#).as_deref(), Some("b"));
+        assert_eq!(
+            dup(r#"{"a":[{"x":1},{"x":2}],"b":{"c":{"d":1,"\u0064":2}}}"#).as_deref(),
+            Some("d")
+        );
+        assert_eq!(dup(r#"{"a":{"b":1},"c":{"b":2},"s":"\"b\":"}"#), None);
+        assert_eq!(dup(r#"["a","a",{"k":"a","a":"k"}]"#), None);
+        // Many keys go through a set: still found, and distinct keys pass.
+        let many: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let ok = format!("{{{}}}", many.join(","));
+        assert_eq!(dup(&ok), None);
+        let bad = format!("{{{},\"k57\":0}}", many.join(","));
+        assert_eq!(dup(&bad).as_deref(), Some("k57"));
     }
 }

@@ -90,6 +90,7 @@
 //! | `mismatched_bracket` | `[1, 2}` |
 //! | `syntax` | any other text that starts like JSON but cannot be read |
 //! | `ambiguous` | several values, and the text introduces some as examples with no later value introduced as the answer (or an example follows the answer), or one of them sits inside a sentence (words follow it on its line: `Answer: {"a": 1}. The input {"b": 2} was...`) |
+//! | `expression` | a JavaScript-style expression where a value should be: `1 + 2`, `"x" + "y"`, `Math.max(1, 2)`, `new Date()`, `Date.now()`, `a ? b : c`: its value would have to be computed |
 //! | `too_deep` | nesting deeper than 512 |
 //! | `not_strict` | [`ParseOptions::strict`] and the value needed a repair beyond fence, tag, prose, think-block, BOM or several-values stripping, or was truncated |
 //!
@@ -296,6 +297,7 @@ impl Refusal {
         "mismatched_bracket",
         "syntax",
         "ambiguous",
+        "expression",
         "too_deep",
         "not_strict",
     ];
@@ -319,12 +321,28 @@ impl std::error::Error for Refusal {}
 /// Recovers the JSON values in `text`: one [`LooseValue`] per top-level answer value, or
 /// a [`Refusal`]. Never panics; time and memory are linear in `text.len()`.
 pub fn parse(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>, Refusal> {
+    parse_measured(text, opts).0
+}
+
+/// [`parse`], and the work it did: the bytes its passes and value reads went through.
+/// Tests check with it that the work is linear in the input (a count, not a clock).
+pub fn parse_measured(text: &str, opts: &ParseOptions) -> (Result<Vec<LooseValue>, Refusal>, u64) {
+    let mut work = text.len() as u64;
+    let r = parse_counting(text, opts, &mut work);
+    (r, work)
+}
+
+fn parse_counting(
+    text: &str,
+    opts: &ParseOptions,
+    work: &mut u64,
+) -> Result<Vec<LooseValue>, Refusal> {
     if text.bytes().all(value_ws) {
         return Err(Refusal::new("empty", "the text is empty"));
     }
-    let values = match fast_path(text, opts) {
+    let values = match fast_path(text, opts, work) {
         Some(v) => v,
-        None => text::extract(text, opts)?,
+        None => text::extract(text, opts, work)?,
     };
     if opts.strict {
         for v in &values {
@@ -356,7 +374,11 @@ fn value_ws(b: u8) -> bool {
 }
 
 /// The text is strict JSON: one value, or several objects/arrays in a row.
-pub(crate) fn fast_path(text: &str, opts: &ParseOptions) -> Option<Vec<LooseValue>> {
+pub(crate) fn fast_path(
+    text: &str,
+    opts: &ParseOptions,
+    work: &mut u64,
+) -> Option<Vec<LooseValue>> {
     let src = text.as_bytes();
     let mut pos = 0;
     while pos < src.len() && value_ws(src[pos]) {
@@ -365,7 +387,9 @@ pub(crate) fn fast_path(text: &str, opts: &ParseOptions) -> Option<Vec<LooseValu
     let first = *src.get(pos)?;
     let mut out = Vec::new();
     if first != b'{' && first != b'[' {
-        let p = value::parse_strict_at(src, pos, opts.provider_truncated).ok()?;
+        let r = value::parse_strict_at(src, pos, opts.provider_truncated);
+        *work += value::visited(&r, pos);
+        let p = r.ok()?;
         if !p.repairs.is_empty() || src[p.end..].iter().any(|&b| !value_ws(b)) {
             return None;
         }
@@ -378,7 +402,9 @@ pub(crate) fn fast_path(text: &str, opts: &ParseOptions) -> Option<Vec<LooseValu
         return Some(out);
     }
     loop {
-        let p = value::parse_strict_at(src, pos, opts.provider_truncated).ok()?;
+        let r = value::parse_strict_at(src, pos, opts.provider_truncated);
+        *work += value::visited(&r, pos);
+        let p = r.ok()?;
         if !p.repairs.is_empty() || p.truncated {
             return None;
         }
@@ -496,6 +522,7 @@ mod tests {
             ("mismatched_bracket", "[1, 2}", OPTS),
             ("syntax", "[1, 2 = 3]", OPTS),
             ("ambiguous", "Example: {\"a\": 0} or maybe {\"a\": 1}", OPTS),
+            ("expression", "{\"a\": \"x\" + \"y\"}", OPTS),
             ("too_deep", &"[".repeat(600), OPTS),
             ("not_strict", "[1,]", strict),
         ];

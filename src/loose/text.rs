@@ -125,6 +125,8 @@ struct Seen {
     cut: Option<Refusal>,
     /// Repairs made while finding candidates (fences, prose around them).
     repairs: Vec<Repair>,
+    /// Bytes gone through (the work meter of [`super::parse_measured`]).
+    work: u64,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -286,6 +288,7 @@ fn marker(b: &[u8], i: usize, e: usize) -> Option<(u8, usize)> {
 }
 
 fn find_fences(b: &[u8], s: usize, e: usize, opts: &ParseOptions, seen: &mut Seen) -> Vec<Fence> {
+    seen.work += (e - s) as u64;
     let mut out = Vec::new();
     let mut ls = s;
     while ls < e {
@@ -333,7 +336,9 @@ fn find_fences(b: &[u8], s: usize, e: usize, opts: &ParseOptions, seen: &mut See
             && seen.aware_fences < MAX_AWARE_FENCES
         {
             seen.aware_fences += 1;
-            if let Ok(p) = value::parse_at(&b[..e], first, opts.provider_truncated) {
+            let r = value::parse_at(&b[..e], first, opts.provider_truncated);
+            seen.work += value::visited(&r, first);
+            if let Ok(p) = r {
                 let after = skip_ws(b, p.end, e);
                 let closing = marker(b, after, e).filter(|&(c2, n2)| c2 == c && n2 >= n);
                 if !p.truncated && closing.is_some() {
@@ -436,6 +441,7 @@ fn scan(
     let src = &b[..e];
     let first = skip_ws(b, s, e);
     let mut pos = s;
+    seen.work += (e - s) as u64;
     loop {
         let Some(off) = memchr::memchr2(b'{', b'[', &src[pos..]) else {
             if has_text(&src[pos..]) {
@@ -447,7 +453,9 @@ fn scan(
         if has_text(&src[pos..p]) {
             seen.prose = true;
         }
-        match value::parse_at(src, p, opts.provider_truncated) {
+        let read = value::parse_at(src, p, opts.provider_truncated);
+        seen.work += value::visited(&read, p);
+        match read {
             Ok(v) if v.truncated && v.tokens == 0 && p != first => {
                 seen.weak.get_or_insert(p);
                 seen.prose = true;
@@ -496,12 +504,14 @@ fn scan(
 }
 
 /// A fence holding nothing but one strict JSON scalar (`42`, `"text"`, `null`).
-fn scalar(b: &[u8], s: usize, e: usize, opts: &ParseOptions) -> Option<Cand> {
+fn scalar(b: &[u8], s: usize, e: usize, opts: &ParseOptions, seen: &mut Seen) -> Option<Cand> {
     let first = skip_ws(b, s, e);
     if first >= e || matches!(b[first], b'{' | b'[') {
         return None;
     }
-    let p = value::parse_at(&b[..e], first, opts.provider_truncated).ok()?;
+    let r = value::parse_at(&b[..e], first, opts.provider_truncated);
+    seen.work += value::visited(&r, first);
+    let p = r.ok()?;
     if !p.repairs.is_empty() || has_text(&b[p.end..e]) || b[p.end..e].contains(&b',') {
         return None;
     }
@@ -526,11 +536,9 @@ fn region(
     if first < e && matches!(b[first], b'{' | b'[') {
         let mut tmp = Vec::new();
         let mut tseen = Seen::default();
-        if scan(b, s, e, opts, body, &mut tmp, &mut tseen).is_ok()
-            && !tmp.is_empty()
-            && !tseen.prose
-            && tseen.weak.is_none()
-        {
+        let first_try = scan(b, s, e, opts, body, &mut tmp, &mut tseen);
+        seen.work += tseen.work;
+        if first_try.is_ok() && !tmp.is_empty() && !tseen.prose && tseen.weak.is_none() {
             cands.append(&mut tmp);
             if let Some(r) = tseen.cut {
                 seen.cut.get_or_insert(r);
@@ -551,7 +559,7 @@ fn region(
             }
             match f.parsed {
                 Some(c) => cands.push(c),
-                None => match scalar(b, f.content.0, f.content.1, opts) {
+                None => match scalar(b, f.content.0, f.content.1, opts, seen) {
                     Some(c) => cands.push(c),
                     None => scan(b, f.content.0, f.content.1, opts, body, cands, seen)?,
                 },
@@ -562,6 +570,16 @@ fn region(
             push(&mut seen.repairs, Repair::CodeFence);
             if outside.iter().any(|&(a, z)| a < z && has_text(&b[a..z])) {
                 push(&mut seen.repairs, Repair::Prose);
+            }
+            // Values outside the fences are never dropped unseen.
+            let mut extra = Vec::new();
+            for (a, z) in outside {
+                if a < z {
+                    scan(b, a, z, opts, body, &mut extra, seen)?;
+                }
+            }
+            if !extra.is_empty() {
+                outside_values(b, cands, before, extra, body, seen)?;
             }
             return Ok(());
         }
@@ -577,6 +595,83 @@ fn region(
         return Ok(());
     }
     scan(b, s, e, opts, body, cands, seen)
+}
+
+/// Values found outside the code fences when fences hold JSON (`cands[before..]`). The
+/// fence marks the answer, so a value outside one is taken only as a correction:
+/// - introduced as a correction ("Oops, corrected: {...}"): it supersedes everything
+///   before it, fenced or not, as without fences (`superseded`);
+/// - the same JSON as a fenced value (a restatement: "Equivalent to {...}"): dropped,
+///   nothing is lost;
+/// - introduced as an example ("e.g.", "like", "such as"...): dropped
+///   (`example_skipped`);
+/// - anything else: which value is the answer is a guess, so the text is refused
+///   (`ambiguous`).
+fn outside_values(
+    b: &[u8],
+    cands: &mut Vec<Cand>,
+    before: usize,
+    extra: Vec<Cand>,
+    body: &Body,
+    seen: &mut Seen,
+) -> Result<(), Refusal> {
+    let mut all: Vec<(Cand, bool)> = cands
+        .drain(before..)
+        .map(|c| (c, true))
+        .chain(extra.into_iter().map(|c| (c, false)))
+        .collect();
+    all.sort_by_key(|(c, _)| c.start);
+    let gap = |all: &[(Cand, bool)], i: usize| {
+        let s = if i == 0 { 0 } else { all[i - 1].0.parsed.end };
+        let e = all[i].0.start;
+        b[s.max(e.saturating_sub(400)).min(e)..e].to_ascii_lowercase()
+    };
+    let mut corrected = false;
+    if let Some(i) = (1..all.len())
+        .rev()
+        .find(|&i| has_cue(&gap(&all, i), CORRECTION_CUES))
+    {
+        all.drain(..i);
+        push(&mut seen.repairs, Repair::Superseded);
+        corrected = true;
+    }
+    let fenced_json: Vec<String> = all
+        .iter()
+        .filter(|(_, f)| *f)
+        .map(|(c, _)| c.parsed.json.clone())
+        .collect();
+    let mut kept = Vec::with_capacity(all.len());
+    for i in 0..all.len() {
+        let (c, fenced) = &all[i];
+        // The first value left after a correction is the correction itself.
+        if *fenced || (i == 0 && corrected) {
+            kept.push(i);
+            continue;
+        }
+        if fenced_json.contains(&c.parsed.json) {
+            continue;
+        }
+        let g = gap(&all, i);
+        if has_cue(&g, EXAMPLE_CUES) || has_cue(&g, &[" like "]) {
+            push(&mut seen.repairs, Repair::ExampleSkipped);
+            continue;
+        }
+        return Err(Refusal::new(
+            "ambiguous",
+            format!(
+                "a value outside the code fences (at byte {}) is not introduced as a correction; cannot tell which is the answer",
+                body.to_input(c.start)
+            ),
+        ));
+    }
+    let mut k = 0;
+    for (i, (c, _)) in all.into_iter().enumerate() {
+        if kept.get(k) == Some(&i) {
+            cands.push(c);
+            k += 1;
+        }
+    }
+    Ok(())
 }
 
 fn push(repairs: &mut Vec<Repair>, r: Repair) {
@@ -699,7 +794,9 @@ fn escaped_json(
     b: &[u8],
     opts: &ParseOptions,
     repairs: &[Repair],
+    work: &mut u64,
 ) -> Option<Vec<LooseValue>> {
+    *work += b.len() as u64;
     let first = skip_ws(b, 0, b.len());
     let rest = &b[first..];
     if !(rest.starts_with(b"{\\\"") || rest.starts_with(b"[\\\"") || rest.starts_with(b"[{\\\"")) {
@@ -711,7 +808,7 @@ fn escaped_json(
     }
     let inner = std::str::from_utf8(&b[first..end]).ok()?;
     let decoded: String = serde_json::from_str(&format!("\"{inner}\"")).ok()?;
-    let values = super::fast_path(&decoded, opts)?;
+    let values = super::fast_path(&decoded, opts, work)?;
     let span = 0..text.len();
     Some(
         values
@@ -732,8 +829,14 @@ fn escaped_json(
 }
 
 /// The loose path: everything the strict fast path did not accept.
-pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>, Refusal> {
+pub(crate) fn extract(
+    text: &str,
+    opts: &ParseOptions,
+    work: &mut u64,
+) -> Result<Vec<LooseValue>, Refusal> {
     let mut repairs = Vec::new();
+    // Stripping and the tag search: a few passes over the text.
+    *work += 2 * text.len() as u64;
     let body = strip(text, &mut repairs);
     let b = &body.text[..];
     if !has_text(b) && !b.contains(&b',') {
@@ -745,17 +848,32 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
             Refusal::new("empty", "the text is empty")
         });
     }
-    if let Some(values) = escaped_json(text, b, opts, &repairs) {
+    if let Some(values) = escaped_json(text, b, opts, &repairs, work) {
         return Ok(values);
     }
     let mut cands = Vec::new();
     let mut seen = Seen::default();
+    let result = extract_from(b, opts, &body, &mut repairs, &mut cands, &mut seen);
+    *work += seen.work;
+    result?;
+    finish(b, cands, repairs, seen, &body)
+}
+
+/// Finds the candidates of the stripped text `b`.
+fn extract_from(
+    b: &[u8],
+    opts: &ParseOptions,
+    body: &Body,
+    repairs: &mut Vec<Repair>,
+    cands: &mut Vec<Cand>,
+    seen: &mut Seen,
+) -> Result<(), Refusal> {
     let tags = tag_regions(b);
     if tags.is_empty() {
-        region(b, 0, b.len(), opts, &body, &mut cands, &mut seen)?;
+        region(b, 0, b.len(), opts, body, cands, seen)?;
     } else {
         for &(s, e) in &tags {
-            region(b, s, e, opts, &body, &mut cands, &mut seen)?;
+            region(b, s, e, opts, body, cands, seen)?;
         }
         if !cands.is_empty() {
             repairs.push(Repair::TagBlock);
@@ -768,10 +886,10 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
                 "the answer was cut before any complete value",
             ));
         }
-        if let Some(r) = seen.cut {
+        if let Some(r) = seen.cut.take() {
             return Err(r);
         }
-        if let Some(r) = seen.weak_at_start {
+        if let Some(r) = seen.weak_at_start.take() {
             return Err(r);
         }
         return Err(match seen.weak {
@@ -785,13 +903,24 @@ pub(crate) fn extract(text: &str, opts: &ParseOptions) -> Result<Vec<LooseValue>
             None => Refusal::new("no_json", "no JSON object or array in the text"),
         });
     }
+    Ok(())
+}
+
+/// Chooses among the candidates and turns them into values.
+fn finish(
+    b: &[u8],
+    cands: Vec<Cand>,
+    mut repairs: Vec<Repair>,
+    mut seen: Seen,
+    body: &Body,
+) -> Result<Vec<LooseValue>, Refusal> {
     for r in std::mem::take(&mut seen.repairs) {
         push(&mut repairs, r);
     }
     if seen.prose {
         push(&mut repairs, Repair::Prose);
     }
-    let cands = select(b, cands, &mut repairs, &body)?;
+    let cands = select(b, cands, &mut repairs, body)?;
     if cands.len() > 1 {
         push(&mut repairs, Repair::SeveralValues);
     }

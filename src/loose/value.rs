@@ -280,23 +280,29 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn finish(self, truncated: bool, end: usize) -> Parsed {
+    fn finish(self, truncated: bool, end: usize) -> Result<Parsed, Fail> {
         // Output is copied from valid UTF-8 at char boundaries; checked with SIMD (the
-        // std check was a fifth of `extract`'s time), never trusted blindly.
-        let json = if simdutf8::basic::from_utf8(&self.out).is_ok() {
-            // SAFETY: validated as UTF-8 just above.
-            unsafe { String::from_utf8_unchecked(self.out) }
-        } else {
-            // Unreachable.
-            String::from_utf8_lossy(&self.out).into_owned()
-        };
-        Parsed {
+        // std check was a fifth of `extract`'s time), never trusted blindly. Should a
+        // copy ever split a character, the text is refused: a replacement character
+        // would be a changed value.
+        if simdutf8::basic::from_utf8(&self.out).is_err() {
+            return Err(Fail {
+                reason: "syntax",
+                detail: "internal error: the value read is not UTF-8; refused rather than altered"
+                    .into(),
+                at: end,
+                strong: true,
+            });
+        }
+        // SAFETY: validated as UTF-8 just above.
+        let json = unsafe { String::from_utf8_unchecked(self.out) };
+        Ok(Parsed {
             json,
             repairs: self.repairs,
             truncated,
             end,
             tokens: self.tokens,
-        }
+        })
     }
 
     /// Skips whitespace and (as a repair) `//`, `/* */` and `#` comments.
@@ -344,6 +350,20 @@ impl<'a> Parser<'a> {
             b',' | b':' | b'}' | b']' | b'"' | b'\'' => true,
             b'/' => matches!(src.get(j + 1), Some(b'/') | Some(b'*')),
             0xE2 => delim_at(src, j).is_some(),
+            _ => false,
+        }
+    }
+
+    /// Does an arithmetic or call operator (`+ * / ( ?`, not a comment) come at `j`
+    /// (after whitespace)? After a value, that makes the text an expression.
+    fn operator_follows(&self, mut j: usize) -> bool {
+        let src = self.src;
+        while j < src.len() && is_ws(src[j]) {
+            j += 1;
+        }
+        match src.get(j) {
+            Some(b'+') | Some(b'*') | Some(b'(') | Some(b'?') => true,
+            Some(b'/') => !matches!(src.get(j + 1), Some(b'/') | Some(b'*')),
             _ => false,
         }
     }
@@ -417,6 +437,15 @@ impl<'a> Parser<'a> {
                         return Ok(Scalar::Done);
                     }
                     if own {
+                        if self.operator_follows(self.pos + 1) {
+                            // `"x" + "y"`: JavaScript concatenation, not a quote inside
+                            // one string (which would make the value `x" + "y`).
+                            return Err(self.fail(
+                                "expression",
+                                self.pos + 1,
+                                "a JavaScript-style expression is not a JSON value",
+                            ));
+                        }
                         self.repair(Repair::UnescapedQuote);
                         inner_quote = true;
                         inner_count += 1;
@@ -677,6 +706,22 @@ impl<'a> Parser<'a> {
                 if e >= src.len() && !w.is_empty() && LITERALS.iter().any(|l| l.starts_with(w)) {
                     return Ok(Scalar::Cut);
                 }
+                // `Math.max(1, 2)`, `new Date()`, `Date.now()`, `x + 1`: code, whose
+                // value would have to be computed.
+                let mut j = e;
+                while j < src.len() && is_ws(src[j]) {
+                    j += 1;
+                }
+                if w == b"new"
+                    || matches!(src.get(j), Some(b'.') | Some(b'('))
+                    || self.operator_follows(e)
+                {
+                    return Err(self.fail(
+                        "expression",
+                        s,
+                        "a JavaScript-style expression is not a JSON value",
+                    ));
+                }
                 Err(self.fail("unquoted_value", s, "an unquoted word is not a JSON value"))
             }
         }
@@ -737,6 +782,8 @@ impl<'a> Parser<'a> {
         let reason = match self.src[at] {
             _ if self.suspect_quote => "unbalanced_quote",
             b'}' | b']' => "mismatched_bracket",
+            // `1 + 2`, `2 * 3`, `f(x)`, `a ? b : c` after a value: an expression.
+            _ if self.operator_follows(at) => "expression",
             _ => "syntax",
         };
         self.fail(reason, at, format!("expected {wanted}, found {shown}"))
@@ -808,7 +855,7 @@ impl<'a> Parser<'a> {
             child_kept = true;
         }
         let end = self.src.len();
-        Ok(self.finish(true, end))
+        self.finish(true, end)
     }
 
     /// The input ended before anything complete: refused as `truncated`; strong when a
@@ -836,7 +883,7 @@ impl<'a> Parser<'a> {
         match self.value(false)? {
             Some(Scalar::Done) => {
                 let end = self.pos;
-                return Ok(self.finish(false, end));
+                return self.finish(false, end);
             }
             Some(Scalar::Cut) => {
                 return Err(self.fail("truncated", start, "value cut before it was complete"))
@@ -855,7 +902,7 @@ impl<'a> Parser<'a> {
             let Some(top) = self.stack.last() else {
                 // Unreachable: the loop returns when the outermost container closes.
                 let end = self.pos;
-                return Ok(self.finish(false, end));
+                return self.finish(false, end);
             };
             let (kind, state, count) = (top.kind, top.state, top.count);
             let scalar = match (kind, state) {
@@ -1054,8 +1101,19 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
-        Ok(self.finish(false, end))
+        self.finish(false, end)
     }
+}
+
+/// How many bytes a read at `start` went through: to the value's end, or to where it
+/// failed. Summed by [`super::parse_measured`], which tests use to check that the work
+/// stays linear in the input.
+pub(crate) fn visited(r: &Result<Parsed, Fail>, start: usize) -> u64 {
+    let stop = match r {
+        Ok(p) => p.end,
+        Err(f) => f.at,
+    };
+    stop.saturating_sub(start) as u64 + 1
 }
 
 /// Reads one value at `start` of `src`.

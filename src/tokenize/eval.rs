@@ -261,6 +261,8 @@ fn lookup<'a>(record: &'a Value, path: &[PathSeg]) -> Option<&'a Value> {
 /// A rule that did not hold for a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedRule {
+    /// The rule's position in [`RuleSet::rules`] (what counts are kept by).
+    pub index: usize,
     /// The rule's name.
     pub name: String,
     /// Why: `false ...`, `differs across tokenizers: ...`, `missing field a.b`, a type error.
@@ -497,7 +499,7 @@ impl RuleSet {
         cache.token_results.iter_mut().for_each(|r| *r = None);
         cache.texts.clear();
         let mut failed = Vec::new();
-        for (rule, node) in self.rules.iter().zip(&self.nodes) {
+        for (index, (rule, node)) in self.rules.iter().zip(&self.nodes).enumerate() {
             let mut ctx = Ctx {
                 set: self,
                 record,
@@ -511,6 +513,7 @@ impl RuleSet {
             };
             if let Some(reason) = reason {
                 failed.push(FailedRule {
+                    index,
                     name: rule.name.clone(),
                     reason,
                 });

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Clean) => ExitCode::SUCCESS,
         Ok(Outcome::WithRejects) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => ExitCode::from(130),
         Err(Error::BrokenPipe) => ExitCode::SUCCESS,
         Err(Error::Interrupted) => {
             eprintln!("batchline: interrupted; no partial output was kept");
@@ -70,6 +71,12 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             let cfg = args.into_config(&g)?;
             let summary = commands::validate::run(&cfg)?;
             print_summary(mode, &summary, &summary.human(), summary.data_on_stdout);
+            Ok(summary.outcome)
+        }
+        Command::Run(args) => {
+            let cfg = args.into_config(&g)?;
+            let summary = commands::run::run(&cfg)?;
+            print_summary(mode, &summary, &summary.human(), false);
             Ok(summary.outcome)
         }
         Command::Serve(args) => {

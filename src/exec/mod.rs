@@ -266,6 +266,13 @@ impl Executor {
         })
     }
 
+    /// Stops [`Executor::call`]s from sending: the ones waiting for room in the window
+    /// end at once without a reply (set their `stop` flag too, for the ones waiting for
+    /// a slot or a backoff). Requests in flight are not cut.
+    pub fn stop(&self) {
+        self.window.sem.close();
+    }
+
     /// The counters of [`Executor::call`].
     pub fn stats(&self) -> &ExecStats {
         &self.stats
@@ -317,16 +324,12 @@ impl Executor {
         loop {
             // Room in the window first, then the slot: a slot booked while waiting for
             // the window would be spent before the limits of the first answer are known.
-            let permit = loop {
-                if stop.load(Ordering::Relaxed) {
-                    return stopped(attempt);
-                }
-                let acquire = self.window.sem.clone().acquire_owned();
-                match tokio::time::timeout(Duration::from_millis(100), acquire).await {
-                    Ok(Ok(p)) => break p,
-                    Ok(Err(_)) => return stopped(attempt),
-                    Err(_) => continue,
-                }
+            // [`Executor::stop`] closes the window, which wakes every call waiting here.
+            if stop.load(Ordering::Relaxed) {
+                return stopped(attempt);
+            }
+            let Ok(permit) = self.window.sem.clone().acquire_owned().await else {
+                return stopped(attempt);
             };
             if !self.wait_slot(cost, stop).await {
                 self.window.release(permit);

@@ -834,7 +834,11 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
             if INTERRUPTED.load(Ordering::Relaxed) {
                 stop.store(true, Ordering::SeqCst);
             }
-            stop.load(Ordering::Relaxed)
+            let stopped = stop.load(Ordering::Relaxed);
+            if stopped {
+                exec.stop();
+            }
+            stopped
         };
         'jobs: loop {
             let job = tokio::select! {

@@ -821,3 +821,37 @@ fn stdin_input_and_a_file_that_is_not_results_as_out() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a Batch API result line"));
     assert_eq!(std::fs::read(&input).unwrap(), before);
 }
+
+#[test]
+fn the_tpm_limit_spaces_sends_by_their_token_cost() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), &[], &[]);
+    // Each request costs its prompt (about 10 tokens) plus max_tokens 40: at 6,000
+    // tokens a minute, about 2 requests a second.
+    let input = write_requests(d.path(), 8);
+    let out = d.path().join("out.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--concurrency",
+        "8",
+        "--tpm",
+        "6000",
+        "--json",
+    ]);
+    let sm = summary(&o);
+    assert_eq!(o.status.code(), Some(0), "{sm}");
+    let mut per_sec: HashMap<u64, u64> = HashMap::new();
+    for l in read_lines(&out) {
+        *per_sec
+            .entry(l["response"]["body"]["created"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    assert!(per_sec.values().all(|&c| c <= 3), "{per_sec:?}");
+    let (lo, hi) = (per_sec.keys().min().unwrap(), per_sec.keys().max().unwrap());
+    assert!(hi - lo >= 2, "{per_sec:?}");
+    assert!(sm["tokens_in"].as_u64().unwrap() > 0);
+}

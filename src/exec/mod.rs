@@ -105,6 +105,9 @@ pub struct CallOutcome {
     pub latency: Duration,
 }
 
+/// How long the other calls wait for the first answer's rate-limit headers.
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+
 /// Counters read by a progress display while calls run.
 #[derive(Debug, Default)]
 pub struct ExecStats {
@@ -151,6 +154,10 @@ impl Window {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, WindowState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn probing(&self) -> bool {
+        self.lock().probing
     }
 
     /// Opens the window to its size after the first answer (or failure).
@@ -328,7 +335,21 @@ impl Executor {
             if stop.load(Ordering::Relaxed) {
                 return stopped(attempt);
             }
-            let Ok(permit) = self.window.sem.clone().acquire_owned().await else {
+            let acquire = self.window.sem.clone().acquire_owned();
+            let got = if self.window.probing() {
+                // A first answer that takes long (a long generation) must not hold up
+                // the run: after PROBE_WAIT the window opens without its headers.
+                match tokio::time::timeout(PROBE_WAIT, acquire).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        self.window.opened();
+                        self.window.sem.clone().acquire_owned().await
+                    }
+                }
+            } else {
+                acquire.await
+            };
+            let Ok(permit) = got else {
                 return stopped(attempt);
             };
             if !self.wait_slot(cost, stop).await {

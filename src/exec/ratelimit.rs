@@ -97,6 +97,12 @@ const RECOVERY_PER_SEC: f64 = 0.05;
 /// The lowest fraction of the limit a run of 429s can push the rate down to.
 const MIN_FACTOR: f64 = 1.0 / 64.0;
 
+/// The time `n` units take at `per_minute`, capped at a day so that an absurd
+/// `max_tokens` cannot overflow the clock (it still waits a day).
+fn share(n: u64, per_minute: f64) -> Duration {
+    Duration::from_secs_f64((60.0 * n as f64 / per_minute).clamp(0.0, 86_400.0))
+}
+
 /// A place in the send schedule handed out by [`Limiter::reserve`]: send at `at`, unless
 /// a 429 or an empty header budget moved the schedule meanwhile (then reserve again).
 #[derive(Debug, Clone, Copy)]
@@ -268,12 +274,12 @@ impl Limiter {
             at = at.max(s.next_tok);
         }
         if let Some(r) = s.rpm {
-            s.next_req = at + Duration::from_secs_f64(60.0 / (r * f));
+            s.next_req = at + share(1, r * f);
         }
         if let Some(t) = s.tpm {
             // A request larger than a minute's budget still goes (it could never go
             // otherwise); the ones after it wait its full share.
-            s.next_tok = at + Duration::from_secs_f64(60.0 * cost as f64 / (t * f));
+            s.next_tok = at + share(cost, t * f);
         }
         Slot { at, epoch: s.epoch }
     }
@@ -346,7 +352,7 @@ impl Limiter {
         let mut s = self.lock();
         let Some(t) = s.tpm else { return };
         let f = s.factor_now(now);
-        let d = Duration::from_secs_f64(60.0 * delta.unsigned_abs() as f64 / (t * f));
+        let d = share(delta.unsigned_abs(), t * f);
         s.next_tok = if delta >= 0 {
             s.next_tok + d
         } else {

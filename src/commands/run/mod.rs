@@ -914,11 +914,15 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                                 if tokens.is_some() {
                                     // The provider charged the prompt it counted plus
                                     // max_tokens (or what was written when unset).
-                                    let actual = tin + if max_out > 0 { max_out } else { tout };
-                                    exec.limiter().correct_tokens(
-                                        actual as i64 - cost as i64,
-                                        Instant::now(),
-                                    );
+                                    let actual = tin.saturating_add(if max_out > 0 {
+                                        max_out
+                                    } else {
+                                        tout
+                                    });
+                                    let delta = (actual as i128 - cost as i128)
+                                        .clamp(i64::MIN as i128, i64::MAX as i128)
+                                        as i64;
+                                    exec.limiter().correct_tokens(delta, Instant::now());
                                 }
                                 let m = answer_model.as_deref().unwrap_or(&model);
                                 Done::Line {
@@ -962,9 +966,15 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
     });
     drop(done_tx);
     rt.shutdown_timeout(Duration::from_secs(1));
-    let read_result = reader
-        .join()
-        .unwrap_or_else(|_| Err(Error::Other("the reader thread panicked".into())));
+    // After Ctrl-C the reader may sit in a read of a terminal or a pipe that never
+    // ends: it is left behind (the process is about to exit), not waited for.
+    let read_result = if stop.load(Ordering::Relaxed) {
+        Ok(())
+    } else {
+        reader
+            .join()
+            .unwrap_or_else(|_| Err(Error::Other("the reader thread panicked".into())))
+    };
     let (tally, written) = writer.join().unwrap_or_else(|_| {
         (
             Tally::default(),

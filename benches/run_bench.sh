@@ -29,10 +29,10 @@ head -n "$N" "$REQ.$N_LAT" > "$REQ.$N"
 SERVER_PID=
 start_server() {  # start_server ARGS...: sets URL
   stop_server
-  rm -rf "$DATA/serve-data"
-  "$BL" serve --echo --port 0 --data-dir "$DATA/serve-data" "$@" > "$DATA/serve.out" 2> "$DATA/serve.err" &
+  rm -rf "$DATA"/serve-data.*
+  "$BL" serve --echo --port 0 --data-dir "$DATA/serve-data.$$.$RANDOM" "$@" > "$DATA/serve.out" 2> "$DATA/serve.err" &
   SERVER_PID=$!
-  for _ in $(seq 1 600); do
+  for _ in $(seq 1 1200); do
     grep -q '^listening on ' "$DATA/serve.out" 2>/dev/null && break
     sleep 0.05
   done

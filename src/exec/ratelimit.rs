@@ -207,6 +207,9 @@ struct LimState {
     /// [`RECOVERY_PER_SEC`] per second after it, up to 1.
     factor: f64,
     factor_at: Instant,
+    /// The last slot handed out and its cost: when limits first become known (the
+    /// first answer's headers), the next slot still keeps its distance from it.
+    last: Option<(Instant, u64)>,
 }
 
 impl LimState {
@@ -242,6 +245,7 @@ impl Limiter {
                 paused_until: now,
                 factor: 1.0,
                 factor_at: now,
+                last: None,
             }),
         }
     }
@@ -281,6 +285,7 @@ impl Limiter {
             // otherwise); the ones after it wait its full share.
             s.next_tok = at + share(cost, t * f);
         }
+        s.last = Some((at, cost));
         Slot { at, epoch: s.epoch }
     }
 
@@ -326,9 +331,19 @@ impl Limiter {
             s.tpm = Some(s.user_tpm.map_or(l, |u| u.min(l)));
         }
         if (s.rpm, s.tpm) != before {
-            // Slots booked under the old limits are void; everyone books again.
+            // Slots booked under the old limits are void; everyone books again, after
+            // the last request sent (the probe) as the new limits space it.
             let at = now.max(s.paused_until);
             s.reset_schedule(at);
+            if let Some((last, cost)) = s.last {
+                let f = s.factor_now(now);
+                if let Some(r) = s.rpm {
+                    s.next_req = s.next_req.max(last + share(1, r * f));
+                }
+                if let Some(t) = s.tpm {
+                    s.next_tok = s.next_tok.max(last + share(cost, t * f));
+                }
+            }
         }
         let mut until = None;
         if h.remaining_requests == Some(0) {
@@ -469,6 +484,20 @@ mod tests {
         };
         l.on_headers(&h, t0);
         assert_eq!(l.current().0.map(|r| r.round()), Some(1000.0));
+    }
+
+    #[test]
+    fn limits_learnt_from_the_first_answer_space_the_next_send_from_it() {
+        let l = Limiter::new(None, None);
+        let t0 = Instant::now();
+        let probe = l.reserve_at(1, t0).at;
+        let h = RateHeaders {
+            limit_requests: Some(60),
+            ..Default::default()
+        };
+        l.on_headers(&h, t0 + Duration::from_millis(10));
+        let next = l.reserve_at(1, t0 + Duration::from_millis(10)).at;
+        assert_eq!(next, probe + Duration::from_secs(1));
     }
 
     #[test]

@@ -87,5 +87,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             })?;
             Ok(Outcome::Clean)
         }
+        Command::Completions(args) => cli::shell::completions(&args),
+        Command::Man(args) => cli::shell::man(&args),
     }
 }

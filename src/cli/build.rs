@@ -10,6 +10,15 @@ use batchline::io::input::InputSpec;
 use super::{GlobalArgs, OnError};
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline build prompts.jsonl -m gpt-4o-mini -t 'Summarise: {text}' -o requests.jsonl
+  batchline build --text seeds.txt -m gpt-4o-mini --repeat 5 --response-format @scenario.json
+  batchline build slices.jsonl -m gpt-4o-mini -t @t.txt --split-by type --out-dir by-type/ \\
+      --sidecar join.jsonl
+
+Exit status: 0 success; 1 finished, but some records were rejected (--on-error skip);
+2 usage or fatal error (with --on-error fail: the first bad record); 130 interrupted.")]
 pub struct BuildArgs {
     /// Prompt records (JSONL objects, or text lines with --text), or `-` for stdin.
     #[arg(default_value = "-")]

@@ -10,6 +10,14 @@ use batchline::io::input::InputSpec;
 use super::GlobalArgs;
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline extract batch_out.jsonl batch_err.jsonl -o records.jsonl --rejects rejects.jsonl
+  batchline extract out.jsonl --explode --schema scenario.schema.json -o scenarios.jsonl
+  batchline extract runs.jsonl --text-field /output/text --id-field /id
+
+Exit status: 0 every line gave records; 1 some lines were rejected; 2 usage or I/O error
+(nothing is written then); 130 interrupted.")]
 pub struct ExtractArgs {
     /// Result files (Batch API output or error files, any JSONL with --text-field), or
     /// `-` for stdin.

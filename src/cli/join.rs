@@ -10,6 +10,14 @@ use batchline::io::input::InputSpec;
 use super::GlobalArgs;
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline join requests.jsonl output.jsonl errors.jsonl -o joined.jsonl
+  batchline join shards/ results/ -o joined.jsonl.zst --retry retry.jsonl --orphans orphans.jsonl
+  batchline join sidecar.jsonl results/ --fields custom_id,status,response | jq -c .
+
+Exit status: 0 the join completed, whatever the requests' statuses (ok, failed, missing);
+2 usage or fatal error; 130 interrupted.")]
 pub struct JoinArgs {
     /// Requests: a request file, `-` for stdin, a shard directory (read through its
     /// manifest.json), or any JSONL with `custom_id` (such as a build sidecar).

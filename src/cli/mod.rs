@@ -13,6 +13,7 @@ mod join;
 mod run;
 mod serve;
 mod shard;
+pub mod shell;
 mod validate;
 
 pub use build::BuildArgs;
@@ -29,7 +30,14 @@ pub use validate::ValidateArgs;
 /// output is written atomically. Exit status: 0 success, 1 finished but some lines were
 /// rejected, 2 usage or fatal error.
 #[derive(Parser, Debug)]
-#[command(name = "batchline", version, about, long_about = None)]
+#[command(name = "batchline", version, about, long_about = None, after_help = "\
+Examples:
+  batchline build prompts.jsonl -m gpt-4o-mini -t @t.txt | batchline shard - --out-dir shards/
+  batchline join requests.jsonl output.jsonl errors.jsonl -o joined.jsonl
+  batchline COMMAND --help
+
+Exit status: 0 success; 1 finished, but some lines were rejected; 2 usage or fatal error;
+130 interrupted (no partial output is kept).")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -95,6 +103,10 @@ pub enum Command {
     /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
     /// the echo model or an OpenAI-compatible upstream.
     Serve(ServeArgs),
+    /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
+    Completions(shell::CompletionsArgs),
+    /// Print the man page of batchline, or of one command, to stdout.
+    Man(shell::ManArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

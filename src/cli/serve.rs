@@ -12,6 +12,17 @@ use batchline::Error;
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("backend").required(true).args(["echo", "upstream"])))]
+#[command(after_help = "\
+Examples:
+  batchline serve --echo --port 0
+  batchline serve --echo --data-dir /tmp/serve-state --latency-ms 200
+  batchline serve --upstream http://localhost:8000/v1 --port 8080
+
+The first line on stdout is `listening on http://HOST:PORT`. Ctrl-C or SIGTERM stops it
+cleanly; the state in --data-dir is kept.
+
+Exit status: 0 stopped by Ctrl-C or SIGTERM; 2 usage or fatal error (port in use, a
+non-loopback --host without --api-key-env).")]
 pub struct ServeArgs {
     /// Address to listen on; a non-loopback address needs --api-key-env.
     #[arg(long, default_value = "127.0.0.1")]
@@ -34,8 +45,8 @@ pub struct ServeArgs {
     /// Environment variable holding the key clients must send (Bearer or api-key).
     #[arg(long, value_name = "NAME")]
     pub api_key_env: Option<String>,
-    /// Echo model: time taken per request (e.g. 50ms).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0ms")]
+    /// Echo model: time taken per request, in milliseconds (`200`), or a duration (`50ms`, `1s`).
+    #[arg(long, value_name = "MS", value_parser = parse_millis, default_value = "0")]
     pub latency_ms: std::time::Duration,
     /// Completion window of new batches (OpenAI: 24h); requests not run by then expire.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "24h")]
@@ -105,5 +116,14 @@ impl ServeArgs {
             port: self.port,
             options: o,
         })
+    }
+}
+
+/// `--latency-ms`: a bare number is milliseconds, as the flag's name says; a number with
+/// a unit is read as any other duration.
+fn parse_millis(s: &str) -> Result<std::time::Duration, String> {
+    match s.trim().parse::<u64>() {
+        Ok(ms) => Ok(std::time::Duration::from_millis(ms)),
+        Err(_) => parse_duration(s),
     }
 }

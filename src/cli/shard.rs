@@ -10,6 +10,14 @@ use batchline::io::input::InputSpec;
 use super::{parse_size, GlobalArgs, OnError};
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline shard requests.jsonl --out-dir shards/
+  batchline build prompts.jsonl -m gpt-4o-mini -t @t.txt | batchline shard - --out-dir shards/
+  batchline shard requests.jsonl.zst -o shards/ --on-error skip --rejects bad.jsonl --check
+
+Exit status: 0 success; 1 finished, but some lines were rejected (--on-error skip);
+2 usage or fatal error (with --on-error fail: the first bad line); 130 interrupted.")]
 pub struct ShardArgs {
     /// Request file (JSONL), or `-` for stdin.
     pub input: String,

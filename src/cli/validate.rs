@@ -10,6 +10,17 @@ use batchline::io::input::InputSpec;
 use super::GlobalArgs;
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline validate scenarios.jsonl -o valid.jsonl --tokenizer llama3=/tmp/tok/llama3.json \\
+      --tokenizer o200k_base --rule 'same(tokens(prompt + \" \" + single_token))'
+  batchline validate records.jsonl --tokenizer qwen=Qwen/Qwen2.5-7B-Instruct --rules rules.txt \\
+      --rejects rejects.jsonl
+  HF_HUB_OFFLINE=1 batchline validate - --tokenizer hf:gpt2 --rule 'tokens(text) < 1024' \\
+      --target 1000 < records.jsonl
+
+Exit status: 0 every record is valid; 1 finished, some records invalid (the usual case);
+2 usage, rule, tokenizer or I/O error (nothing is written then); 130 interrupted.")]
 pub struct ValidateArgs {
     /// Records (JSONL objects), or `-` for stdin (`.zst`/`.gz` are decompressed).
     #[arg(value_name = "RECORDS")]
@@ -17,10 +28,15 @@ pub struct ValidateArgs {
     /// Valid records (default: stdout), in input order, as read.
     #[arg(long, short = 'o', value_name = "OUT", default_value = "-")]
     pub output: String,
-    /// Tokenizer (repeatable): NAME=PATH of an HF tokenizer.json, or o200k_base /
-    /// cl100k_base (embedded), optionally NAME=o200k_base.
-    #[arg(long = "tokenizer", value_name = "NAME=PATH")]
+    /// Tokenizer (repeatable): NAME=PATH of an HF tokenizer.json, a Hugging Face model id
+    /// (NAME=ORG/MODEL[@REV] or hf:ID[@REV], from the HF cache or downloaded into it), or
+    /// o200k_base / cl100k_base (embedded). An existing path wins over a Hub id.
+    #[arg(long = "tokenizer", value_name = "NAME=SOURCE")]
     pub tokenizers: Vec<String>,
+    /// Revision (branch, tag or commit) for the Hub tokenizers that name none with @REV
+    /// (default: main).
+    #[arg(long, value_name = "REV")]
+    pub revision: Option<String>,
     /// Rule (repeatable), `EXPR` or `NAME: EXPR`, e.g.
     /// 'same(tokens(prompt + " " + single_token))'.
     #[arg(long = "rule", value_name = "RULE", allow_hyphen_values = true)]
@@ -61,6 +77,22 @@ impl ValidateArgs {
             .map(|t| t.parse())
             .collect::<Result<_, batchline::tokenize::TokenizeError>>()
             .map_err(|e| batchline::Error::Usage(e.to_string()))?;
+        if let Some(rev) = self.revision {
+            batchline::tokenize::hub::check_revision(&rev)
+                .map_err(|m| batchline::Error::Usage(format!("--revision: {m}")))?;
+            let mut any = false;
+            for t in &mut c.tokenizers {
+                if let batchline::tokenize::TokenizerSource::Hub { revision, .. } = &mut t.source {
+                    any = true;
+                    revision.get_or_insert_with(|| rev.clone());
+                }
+            }
+            if !any {
+                return Err(batchline::Error::Usage(
+                    "--revision is for Hub tokenizers (ORG/MODEL), and none was given".into(),
+                ));
+            }
+        }
         c.rules = self.rules;
         c.rules_file = self.rules_file;
         c.special = self.special;

@@ -48,8 +48,7 @@ use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
 use crate::report::{SummaryMode, Throughput};
 use crate::tokenize::{
-    parse_rules_file, EvalCache, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSource,
-    TokenizerSpec,
+    parse_rules_file, EvalCache, LoadOptions, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSpec,
 };
 
 /// The member `--annotate` adds to each valid record.
@@ -698,7 +697,19 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     let rules = parse_rules(cfg)?;
     let input = OpenInput::open(&cfg.input)?;
     let load_started = Instant::now();
-    let set = TokenizerSet::load(&cfg.tokenizers).map_err(|e| Error::Usage(e.to_string()))?;
+    // Hub tokenizers may be downloaded here: progress as the engine's, Ctrl-C stops it.
+    let load = LoadOptions {
+        progress: cfg.engine.progress,
+        cancel: Some(&engine::INTERRUPTED),
+        ..LoadOptions::default()
+    };
+    let set = TokenizerSet::load_with(&cfg.tokenizers, &load).map_err(|e| {
+        if engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            Error::Interrupted
+        } else {
+            Error::Usage(e.to_string())
+        }
+    })?;
     let load_seconds = load_started.elapsed();
     let rule_set =
         RuleSet::new(rules, set, cfg.special).map_err(|e| rule_error(e, &cfg.rules, None))?;
@@ -760,10 +771,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
             .iter()
             .map(|tk| TokenizerInfo {
                 name: tk.name().to_string(),
-                source: match tk.source() {
-                    TokenizerSource::File(p) => p.display().to_string(),
-                    TokenizerSource::OpenAi(e) => e.name().to_string(),
-                },
+                source: tk.origin(),
                 chunked: tk.is_chunkable(),
             })
             .collect(),

@@ -21,6 +21,13 @@ pub enum TokenizeError {
     /// Two tokenizers were given the same name.
     #[error("tokenizer name {0:?} given twice")]
     DuplicateName(String),
+    /// A Hub tokenizer could not be found in the cache or downloaded.
+    #[error("Hub tokenizer {id} (revision {revision}): {message}")]
+    Hub {
+        id: String,
+        revision: String,
+        message: String,
+    },
     /// The underlying tokenizer failed on a text.
     #[error("tokenizer {name} failed: {message}")]
     Encode { name: String, message: String },

@@ -2,6 +2,8 @@
 //!
 //! - [`registry`]: load HF `tokenizer.json` files and the OpenAI encodings (`o200k_base`,
 //!   `cl100k_base`), share them across threads, count tokens exactly and cheaply.
+//! - [`hub`]: find a Hub model's `tokenizer.json` (`Qwen/Qwen1.5-7B`) in the Hugging Face
+//!   cache, or download it into that cache as `huggingface_hub` would.
 //! - [`rules`]: parse rule expressions (`same(tokens(prompt + " " + x))`, ...) and
 //!   `--rules FILE` texts, with 1-based column positions in syntax errors.
 //! - [`eval`]: evaluate a [`RuleSet`] on JSON records, once per tokenizer where
@@ -23,12 +25,14 @@
 
 pub mod error;
 pub mod eval;
+pub mod hub;
 pub mod registry;
 pub mod rules;
 
 pub use error::{ParseError, RuleError, TokenizeError};
 pub use eval::{EvalCache, FailedRule, RecordVerdict, RuleSet};
 pub use registry::{
-    CountCache, OpenAiEncoding, Tokenizer, TokenizerSet, TokenizerSource, TokenizerSpec,
+    CountCache, LoadOptions, OpenAiEncoding, Tokenizer, TokenizerSet, TokenizerSource,
+    TokenizerSpec,
 };
 pub use rules::{parse_expr, parse_rules_file, BinOp, Expr, Func, PathSeg, Rule};

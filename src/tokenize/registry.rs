@@ -39,6 +39,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use aho_corasick::AhoCorasick;
@@ -46,6 +47,7 @@ use serde::Deserialize;
 use tokenizers::PostProcessor;
 
 use super::error::TokenizeError;
+use super::hub::{self, HubEnv};
 
 /// Split regexes (as written in tokenizer.json files) for which chunking at
 /// "non-whitespace, space" boundaries is exact. See the module documentation.
@@ -113,11 +115,61 @@ pub enum TokenizerSource {
     File(PathBuf),
     /// An OpenAI encoding embedded in the binary.
     OpenAi(OpenAiEncoding),
+    /// `tokenizer.json` of a Hugging Face Hub model (`ORG/NAME`), at a revision (branch,
+    /// tag or commit; `None`: the [`LoadOptions`] default, else `main`), from the local
+    /// HF cache or downloaded into it ([`super::hub`]).
+    Hub {
+        id: String,
+        revision: Option<String>,
+    },
 }
 
-/// A parsed `--tokenizer` argument: `NAME=PATH`, `NAME=o200k_base`, or just `PATH` /
-/// `o200k_base` (the name is then the encoding name, the file stem, or the parent folder's
-/// name when the file is called `tokenizer.json`).
+impl std::fmt::Display for TokenizerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenizerSource::File(p) => write!(f, "{}", p.display()),
+            TokenizerSource::OpenAi(e) => f.write_str(e.name()),
+            TokenizerSource::Hub { id, revision } => match revision {
+                Some(r) => write!(f, "hf:{id}@{r}"),
+                None => write!(f, "hf:{id}"),
+            },
+        }
+    }
+}
+
+/// How [`TokenizerSet::load_with`] finds Hub tokenizers and reports on downloads.
+#[derive(Clone, Debug)]
+pub struct LoadOptions<'a> {
+    /// Cache, endpoint, token, offline mode (default: from the environment).
+    pub hub: HubEnv,
+    /// Revision for Hub specs that name none (default `main`).
+    pub revision: Option<String>,
+    /// Draw a download progress bar on stderr when it is a terminal.
+    pub progress: bool,
+    /// Set (by a Ctrl-C handler) to stop a download.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            hub: HubEnv::from_env(),
+            revision: None,
+            progress: false,
+            cancel: None,
+        }
+    }
+}
+
+/// A parsed `--tokenizer` argument: `[NAME=]SOURCE`. SOURCE is told apart in this order:
+/// 1. `o200k_base` / `cl100k_base`: the embedded OpenAI encoding;
+/// 2. `hf:ID[@REV]`: always a Hub model (`ID` is `NAME` or `ORG/NAME`);
+/// 3. an existing file or directory: a path (so a local folder `Qwen/Qwen1.5-7B` wins);
+/// 4. `ORG/NAME[@REV]` (one `/`, Hub id characters, not ending in `.json`): a Hub model;
+/// 5. anything else: a path (reading it fails with the path named).
+///
+/// Without `NAME=`, the name is the encoding name, the Hub model's NAME, the file stem, or
+/// the parent folder's name when the file is called `tokenizer.json`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenizerSpec {
     pub name: String,
@@ -151,6 +203,21 @@ impl FromStr for TokenizerSpec {
                 source: TokenizerSource::OpenAi(enc),
             });
         }
+        let forced = value.strip_prefix("hf:");
+        if forced.is_some() || (!Path::new(value).exists() && looks_like_hub_id(value)) {
+            let (id, revision) = split_revision(forced.unwrap_or(value));
+            hub::check_repo_id(id).map_err(|m| bad(&m))?;
+            if let Some(r) = revision {
+                hub::check_revision(r).map_err(|m| bad(&m))?;
+            }
+            return Ok(TokenizerSpec {
+                name: name.unwrap_or_else(|| id.rsplit('/').next().unwrap_or(id).to_string()),
+                source: TokenizerSource::Hub {
+                    id: id.to_string(),
+                    revision: revision.map(str::to_string),
+                },
+            });
+        }
         let path = PathBuf::from(value);
         let name = match name {
             Some(n) => n,
@@ -163,6 +230,23 @@ impl FromStr for TokenizerSpec {
             source: TokenizerSource::File(path),
         })
     }
+}
+
+/// `ID@REV` → (`ID`, `Some(REV)`); Hub ids never contain `@`.
+fn split_revision(v: &str) -> (&str, Option<&str>) {
+    match v.split_once('@') {
+        Some((id, rev)) => (id, Some(rev)),
+        None => (v, None),
+    }
+}
+
+/// `ORG/NAME[@REV]` with Hub id characters: what a Hub id looks like and a relative path
+/// of a tokenizer file does not (`dir/tokenizer.json` ends in `.json`).
+fn looks_like_hub_id(v: &str) -> bool {
+    let (id, _) = split_revision(v);
+    id.matches('/').count() == 1
+        && !id.to_ascii_lowercase().ends_with(".json")
+        && hub::check_repo_id(id).is_ok()
 }
 
 fn default_name(path: &Path) -> Option<String> {
@@ -197,6 +281,8 @@ pub struct Tokenizer {
     added: Option<AhoCorasick>,
     /// Tokens the post-processor adds to a single sequence (BOS, ...).
     special_extra: usize,
+    /// The file a Hub tokenizer was read from (in the HF cache).
+    resolved: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Tokenizer {
@@ -365,11 +451,35 @@ fn build_matcher<S: AsRef<[u8]>>(patterns: &[S]) -> Option<AhoCorasick> {
 }
 
 impl Tokenizer {
-    /// Loads a tokenizer from a spec.
+    /// Loads a tokenizer from a spec (Hub ids: environment settings, no progress bar).
     pub fn load(spec: &TokenizerSpec) -> Result<Self, TokenizeError> {
+        Self::load_with(spec, &LoadOptions::default())
+    }
+
+    /// Loads a tokenizer from a spec; a Hub id is found in the HF cache or downloaded
+    /// into it first ([`super::hub::resolve`]).
+    pub fn load_with(spec: &TokenizerSpec, opts: &LoadOptions<'_>) -> Result<Self, TokenizeError> {
         match &spec.source {
             TokenizerSource::File(p) => Self::from_file(&spec.name, p),
             TokenizerSource::OpenAi(e) => Ok(Self::openai(&spec.name, *e)),
+            TokenizerSource::Hub { id, revision } => {
+                let rev = revision
+                    .as_deref()
+                    .or(opts.revision.as_deref())
+                    .unwrap_or(hub::DEFAULT_REVISION);
+                let fetch = hub::FetchOptions {
+                    progress: opts.progress,
+                    cancel: opts.cancel,
+                };
+                let found = hub::resolve(&opts.hub, id, rev, fetch)?;
+                let mut t = Self::from_file(&spec.name, &found.path)?;
+                t.source = TokenizerSource::Hub {
+                    id: id.clone(),
+                    revision: Some(rev.to_string()),
+                };
+                t.resolved = Some(found.path);
+                Ok(t)
+            }
         }
     }
 
@@ -412,6 +522,7 @@ impl Tokenizer {
             added: build_matcher(&contents),
             special_extra,
             backend: Backend::Hf(Box::new(tok)),
+            resolved: None,
         })
     }
 
@@ -426,6 +537,7 @@ impl Tokenizer {
             added: build_matcher(encoding.specials()),
             special_extra: 0,
             backend: Backend::OpenAi(encoding),
+            resolved: None,
         }
     }
 
@@ -437,6 +549,24 @@ impl Tokenizer {
     /// Where it was loaded from.
     pub fn source(&self) -> &TokenizerSource {
         &self.source
+    }
+
+    /// The file it was read from: the path given, or a Hub tokenizer's file in the HF
+    /// cache (`None` for the embedded encodings).
+    pub fn file(&self) -> Option<&Path> {
+        match &self.source {
+            TokenizerSource::File(p) => Some(p),
+            _ => self.resolved.as_deref(),
+        }
+    }
+
+    /// Where it came from, for reports: the path, the encoding, or
+    /// `hf:ID@REV (CACHED FILE)`.
+    pub fn origin(&self) -> String {
+        match (&self.source, &self.resolved) {
+            (TokenizerSource::Hub { .. }, Some(p)) => format!("{} ({})", self.source, p.display()),
+            _ => self.source.to_string(),
+        }
     }
 
     /// Whether the fast chunked count applies to this tokenizer's configuration.
@@ -678,10 +808,20 @@ impl TokenizerSet {
 
     /// Loads every spec (in parallel threads); the first failure in spec order is returned.
     pub fn load(specs: &[TokenizerSpec]) -> Result<Self, TokenizeError> {
+        Self::load_with(specs, &LoadOptions::default())
+    }
+
+    /// [`Self::load`] with Hub settings, a default revision and download progress.
+    pub fn load_with(
+        specs: &[TokenizerSpec],
+        opts: &LoadOptions<'_>,
+    ) -> Result<Self, TokenizeError> {
         // A plain parallel map: rayon's pool, results in spec order.
         use rayon::prelude::*;
-        let results: Vec<Result<Tokenizer, TokenizeError>> =
-            specs.par_iter().map(Tokenizer::load).collect();
+        let results: Vec<Result<Tokenizer, TokenizeError>> = specs
+            .par_iter()
+            .map(|s| Tokenizer::load_with(s, opts))
+            .collect();
         let tokenizers = results
             .into_iter()
             .map(|r| r.map(Arc::new))
@@ -824,5 +964,40 @@ mod tests {
         assert_eq!(s.name, "claude");
         assert!("=x".parse::<TokenizerSpec>().is_err());
         assert!("a=".parse::<TokenizerSpec>().is_err());
+    }
+
+    #[test]
+    fn hub_spec_parsing() {
+        let hub = |id: &str, rev: Option<&str>| TokenizerSource::Hub {
+            id: id.into(),
+            revision: rev.map(Into::into),
+        };
+        let s: TokenizerSpec = "qwen=Qwen/Qwen1.5-7B".parse().unwrap();
+        assert_eq!(
+            (s.name.as_str(), s.source),
+            ("qwen", hub("Qwen/Qwen1.5-7B", None))
+        );
+        let s: TokenizerSpec = "Qwen/Qwen1.5-7B@v1.0".parse().unwrap();
+        assert_eq!(s.name, "Qwen1.5-7B");
+        assert_eq!(s.source, hub("Qwen/Qwen1.5-7B", Some("v1.0")));
+        let s: TokenizerSpec = "hf:gpt2".parse().unwrap();
+        assert_eq!((s.name.as_str(), s.source), ("gpt2", hub("gpt2", None)));
+        let s: TokenizerSpec = "x=hf:a/b@refs/pr/3".parse().unwrap();
+        assert_eq!(s.source, hub("a/b", Some("refs/pr/3")));
+        // Paths: two slashes, a .json name, or an existing path.
+        let s: TokenizerSpec = "models/qwen3/tokenizer.json".parse().unwrap();
+        assert!(matches!(s.source, TokenizerSource::File(_)));
+        let s: TokenizerSpec = "models/qwen3.json".parse().unwrap();
+        assert!(matches!(s.source, TokenizerSource::File(_)));
+        let s: TokenizerSpec = "fixtures/tokenizers".parse().unwrap();
+        assert!(matches!(s.source, TokenizerSource::File(_)));
+        // A bare word stays a path; hf: makes it a Hub id.
+        let s: TokenizerSpec = "gpt2".parse().unwrap();
+        assert!(matches!(s.source, TokenizerSource::File(_)));
+        // Bad Hub ids and revisions are refused when hf: says it is one.
+        for bad in ["hf:a/b/c", "hf:a--b/c", "hf:a/b@", "hf:a/b@../x", "hf:"] {
+            let e = bad.parse::<TokenizerSpec>().unwrap_err().to_string();
+            assert!(e.contains("bad tokenizer spec"), "{bad}: {e}");
+        }
     }
 }

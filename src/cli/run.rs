@@ -14,6 +14,17 @@ use batchline::Error;
 use super::GlobalArgs;
 
 #[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  batchline run requests.jsonl -o results.jsonl --errors errors.jsonl --rpm 5000 --tpm 2000000
+  batchline run requests.jsonl -o results.jsonl --base-url http://localhost:8000/v1 --concurrency 256
+  batchline run - -o results.jsonl --base-url https://NAME.openai.azure.com/openai/v1 --api-version 2024-10-21
+
+The key comes from OPENAI_API_KEY (Azure: AZURE_OPENAI_API_KEY, or --api-key-env NAME).
+OUT is appended to: a rerun skips the custom_ids it (and --errors) already holds.
+
+Exit status: 0 every request succeeded; 1 some failed or were not valid requests (see
+the error file); 2 usage or fatal error; 130 interrupted (what finished is kept).")]
 pub struct RunArgs {
     /// Batch request lines (as `build` writes them), or `-` for stdin.
     #[arg(value_name = "REQUESTS")]

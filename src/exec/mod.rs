@@ -105,6 +105,9 @@ pub struct CallOutcome {
     pub latency: Duration,
 }
 
+/// Room for one request in the executor's window (see [`Executor::window_permit`]).
+pub struct WindowPermit(tokio::sync::OwnedSemaphorePermit);
+
 /// How long the other calls wait for the first answer's rate-limit headers.
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 
@@ -321,8 +324,43 @@ impl Executor {
     /// feeds the limiter with the answers' headers. When `stop` is set, nothing more is
     /// sent: a call not yet sent ends without a reply.
     pub async fn call(&self, url: &str, body: &[u8], cost: u64, stop: &AtomicBool) -> CallOutcome {
+        self.call_with(None, url, body, cost, stop).await
+    }
+
+    /// Waits for room in the window of requests in flight; `None` once
+    /// [`Executor::stop`] closed it. A caller that takes permits in input order and
+    /// hands them to [`Executor::call_with`] gets first attempts sent in that order
+    /// (the semaphore is fair), which keeps an ordered writer's window moving.
+    pub async fn window_permit(&self) -> Option<WindowPermit> {
+        let acquire = self.window.sem.clone().acquire_owned();
+        let got = if self.window.probing() {
+            // A first answer that takes long (a long generation) must not hold up
+            // the run: after PROBE_WAIT the window opens without its headers.
+            match tokio::time::timeout(PROBE_WAIT, acquire).await {
+                Ok(p) => p,
+                Err(_) => {
+                    self.window.opened();
+                    self.window.sem.clone().acquire_owned().await
+                }
+            }
+        } else {
+            acquire.await
+        };
+        got.ok().map(WindowPermit)
+    }
+
+    /// [`Executor::call`], with the window permit of the first attempt already taken.
+    pub async fn call_with(
+        &self,
+        first: Option<WindowPermit>,
+        url: &str,
+        body: &[u8],
+        cost: u64,
+        stop: &AtomicBool,
+    ) -> CallOutcome {
         let attempts = self.cfg.max_attempts.max(1);
         let mut attempt = 0;
+        let mut first = first;
         let stopped = |attempts| CallOutcome {
             reply: None,
             attempts,
@@ -333,24 +371,17 @@ impl Executor {
             // the window would be spent before the limits of the first answer are known.
             // [`Executor::stop`] closes the window, which wakes every call waiting here.
             if stop.load(Ordering::Relaxed) {
+                if let Some(WindowPermit(p)) = first.take() {
+                    self.window.release(p);
+                }
                 return stopped(attempt);
             }
-            let acquire = self.window.sem.clone().acquire_owned();
-            let got = if self.window.probing() {
-                // A first answer that takes long (a long generation) must not hold up
-                // the run: after PROBE_WAIT the window opens without its headers.
-                match tokio::time::timeout(PROBE_WAIT, acquire).await {
-                    Ok(p) => p,
-                    Err(_) => {
-                        self.window.opened();
-                        self.window.sem.clone().acquire_owned().await
-                    }
-                }
-            } else {
-                acquire.await
-            };
-            let Ok(permit) = got else {
-                return stopped(attempt);
+            let permit = match first.take() {
+                Some(WindowPermit(p)) => p,
+                None => match self.window_permit().await {
+                    Some(WindowPermit(p)) => p,
+                    None => return stopped(attempt),
+                },
             };
             if !self.wait_slot(cost, stop).await {
                 self.window.release(permit);

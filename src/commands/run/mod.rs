@@ -849,14 +849,19 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                 }
             };
             let Some(job) = job else { break };
-            loop {
-                tokio::select! {
-                    p = slots.clone().acquire_owned() => {
-                        if let Ok(p) = p { p.forget(); }
-                        break;
-                    }
-                    _ = tick.tick() => {
-                        if check(&stop) { break 'jobs; }
+            {
+                // Pinned across ticks, so the wait keeps its place in the queue.
+                let slot = slots.clone().acquire_owned();
+                tokio::pin!(slot);
+                loop {
+                    tokio::select! {
+                        p = &mut slot => {
+                            if let Ok(p) = p { p.forget(); }
+                            break;
+                        }
+                        _ = tick.tick() => {
+                            if check(&stop) { break 'jobs; }
+                        }
                     }
                 }
             }
@@ -884,9 +889,24 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                     max_out,
                     model,
                 } => {
+                    // The first attempt's room in the window is taken here, in input
+                    // order, so early requests are not queued behind later ones.
+                    let permit = {
+                        let p = exec.window_permit();
+                        tokio::pin!(p);
+                        loop {
+                            tokio::select! {
+                                p = &mut p => break p,
+                                _ = tick.tick() => {
+                                    if check(&stop) { break 'jobs; }
+                                }
+                            }
+                        }
+                    };
+                    let Some(permit) = permit else { break 'jobs };
                     let (exec, done_tx, stop) = (exec.clone(), done_tx.clone(), stop.clone());
                     tasks.spawn(async move {
-                        let o = exec.call(&url, &body, cost, &stop).await;
+                        let o = exec.call_with(Some(permit), &url, &body, cost, &stop).await;
                         let done = match o.reply {
                             None => Done::Unsent { seq },
                             Some(Reply::Failed { code, message }) => Done::Line {

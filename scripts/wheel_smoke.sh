@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the pip wheel (pyproject.toml: maturin, bindings = "bin"), installs it into a
 # fresh venv and runs batchline from that venv's PATH on the shipped fixture. .ci/run calls
-# it after scripts/test.sh; the dev profile reuses target/debug, so it costs about half a
-# minute there. PROFILE=release builds the wheel users get (`pip install .` does the same).
+# it after scripts/test.sh; the dev profile reuses target/debug (only the binary is linked
+# again), so it adds about 15-20 s there (more the first time maturin is installed).
+# PROFILE=release builds the wheel users get (`pip install .` does the same).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile="${PROFILE:-dev}"

@@ -13,8 +13,8 @@
 //! early ([`Flow::Stop`]); an error anywhere stops it too.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
@@ -22,9 +22,36 @@ use crossbeam_channel::{bounded, unbounded};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, OpenInput};
 
-/// Set by the binary's Ctrl-C / SIGTERM handler; the pipeline checks it between chunks
-/// and abandons the run (outputs uncommitted, so nothing half-written stays).
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// A run's stop flag, owned by whoever started the run (the binary's Ctrl-C / SIGTERM
+/// handler, a server's job): the pipeline checks it between chunks and abandons the
+/// run (outputs uncommitted, so nothing half-written stays). Clones share the flag.
+#[derive(Clone, Debug, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    /// Asks every run holding this token to stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// The flag, for code that polls an `AtomicBool` (tokenizer downloads).
+    pub fn as_atomic(&self) -> &AtomicBool {
+        &self.0
+    }
+
+    /// The flag itself (for a signal handler, which can only store into an atomic).
+    pub fn flag(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.0)
+    }
+}
 
 /// Whether the consumer wants more input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,6 +71,8 @@ pub struct EngineConfig {
     /// Draw a progress bar on stderr (only when stderr is a terminal). The CLI sets it
     /// from `--quiet`, which also silences the echo of rejected lines.
     pub progress: bool,
+    /// Stops the run when set.
+    pub cancel: Cancel,
 }
 
 impl Default for EngineConfig {
@@ -52,6 +81,7 @@ impl Default for EngineConfig {
             threads: default_threads(),
             max_line: 256 << 20,
             progress: false,
+            cancel: Cancel::new(),
         }
     }
 }
@@ -97,6 +127,7 @@ where
     let started = Instant::now();
     let threads = cfg.threads.max(1);
     let progress = make_progress(cfg.progress, input.known_len());
+    let mapped = input.mapped();
     let mut chunks = input.into_chunks(cfg.max_line);
 
     let in_flight = threads * 2 + 2;
@@ -152,10 +183,22 @@ where
         drop(chunk_rx);
         // Owns the permit sender and result receiver: returning drops them, which
         // stops the reader and the workers.
-        let stats = consume_in_order(result_rx, permit_tx, consume, progress.as_ref());
+        let stats = consume_in_order(
+            result_rx,
+            permit_tx,
+            consume,
+            progress.as_ref(),
+            &cfg.cancel,
+        );
         drop(stop_tx);
         stats
     });
+    // A mapped file that shrank while it was read may have shown zeros for its lost
+    // pages: that, not whatever the zeros looked like, is the error to report, and it
+    // must be found before any output is committed.
+    if let Some(m) = &mapped {
+        m.check_intact()?;
+    }
     if let Some(p) = progress {
         p.finish_and_clear();
     }
@@ -169,6 +212,7 @@ fn consume_in_order<T, C>(
     permits: crossbeam_channel::Sender<()>,
     consume: &mut C,
     progress: Option<&indicatif::ProgressBar>,
+    cancel: &Cancel,
 ) -> Result<RunStats>
 where
     C: FnMut(Chunk, T) -> Result<Flow>,
@@ -181,7 +225,7 @@ where
         let (index, item) = match results.recv_timeout(Duration::from_millis(100)) {
             Ok(msg) => msg,
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                if INTERRUPTED.load(Ordering::Relaxed) {
+                if cancel.is_cancelled() {
                     return Err(Error::Interrupted);
                 }
                 continue;
@@ -190,10 +234,11 @@ where
         };
         pending.insert(index, item);
         while let Some(item) = pending.remove(&next) {
-            if INTERRUPTED.load(Ordering::Relaxed) {
+            if cancel.is_cancelled() {
                 return Err(Error::Interrupted);
             }
             let (chunk, t) = item?;
+            chunk.check_intact()?;
             let consumed = chunk.len() as u64
                 + chunk
                     .oversize_len
@@ -216,27 +261,19 @@ where
             let _ = permits.send(());
         }
     }
-    if INTERRUPTED.load(Ordering::Relaxed) {
+    if cancel.is_cancelled() {
         return Err(Error::Interrupted);
     }
     Ok(stats)
 }
 
 fn make_progress(wanted: bool, total: Option<u64>) -> Option<indicatif::ProgressBar> {
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
+    crate::report::progress_bar(
+        wanted,
+        total,
         "{spinner} [{elapsed_precise}] {bytes}/{total_bytes} {binary_bytes_per_sec} {wide_bar} {eta}",
+        None,
     )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
-    Some(bar)
 }
 
 /// Output buffers handed back by the writer, so that workers do not fault in fresh

@@ -1,4 +1,5 @@
-//! Run summaries: one human line on stderr, or the same figures as JSON with `--json`.
+//! Run summaries: how they are shown (human line, JSON, nothing) and the throughput
+//! figures every summary carries. The binary prints them (see `commands::Summary`).
 
 use std::time::Duration;
 
@@ -50,6 +51,32 @@ impl Throughput {
     }
 }
 
+/// A progress bar on stderr, drawn four times a second, only when `wanted` and stderr
+/// is a terminal (on a pipe or a file nothing is drawn); `chars`: the bar's characters.
+pub fn progress_bar(
+    wanted: bool,
+    total: Option<u64>,
+    template: &str,
+    chars: Option<&str>,
+) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    let mut style = indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    if let Some(c) = chars {
+        style = style.progress_chars(c);
+    }
+    bar.set_style(style);
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+    Some(bar)
+}
+
 /// `1234567` → `1.2 MB` (decimal units, as the Batch API limits are stated).
 pub fn human_bytes(n: u64) -> String {
     let n = n as f64;
@@ -61,26 +88,5 @@ pub fn human_bytes(n: u64) -> String {
         format!("{:.1} kB", n / 1e3)
     } else {
         format!("{n} B")
-    }
-}
-
-/// Prints a summary as asked: `human` is the one-line form.
-pub fn print_summary<S: Serialize>(
-    mode: SummaryMode,
-    summary: &S,
-    human: &str,
-    data_on_stdout: bool,
-) {
-    match mode {
-        SummaryMode::Quiet => {}
-        SummaryMode::Human => eprintln!("{human}"),
-        SummaryMode::Json => {
-            let text = serde_json::to_string(summary).expect("summary serialises");
-            if data_on_stdout {
-                eprintln!("{text}");
-            } else {
-                println!("{text}");
-            }
-        }
     }
 }

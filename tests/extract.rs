@@ -518,17 +518,19 @@ fn clean_input_exits_zero_and_summary_is_json() {
 }
 
 fn gen(dir: &Path, lines: u32) -> (PathBuf, PathBuf) {
-    let tool = "/work/shared/tools/gen_batch.py";
+    let tool = generator();
     let req = dir.join("r.jsonl");
     let st = std::process::Command::new("python3")
-        .args([tool, "requests", "--lines", &lines.to_string()])
+        .arg(&tool)
+        .args(["requests", "--lines", &lines.to_string()])
         .stdout(std::fs::File::create(&req).unwrap())
         .status()
         .expect("python3");
     assert!(st.success());
     let (out, err) = (dir.join("o.jsonl"), dir.join("e.jsonl"));
     let st = std::process::Command::new("python3")
-        .args([tool, "results", req.to_str().unwrap(), "--out"])
+        .arg(&tool)
+        .args(["results", req.to_str().unwrap(), "--out"])
         .arg(&out)
         .arg("--err")
         .arg(&err)
@@ -541,17 +543,9 @@ fn gen(dir: &Path, lines: u32) -> (PathBuf, PathBuf) {
 /// Every generated line ends as records or rejects; the summary adds up; a clean answer
 /// comes out equal to what the model wrote.
 #[test]
+#[ignore = "needs python3 and ../shared/tools/gen_batch.py (scripts/test.sh runs this)"]
 fn generated_results_are_all_accounted_for() {
     let tmp = tempfile::tempdir().unwrap();
-    if std::process::Command::new("python3")
-        .arg("-V")
-        .output()
-        .is_err()
-        || !Path::new("/work/shared/tools/gen_batch.py").exists()
-    {
-        eprintln!("skipped: no python3 or gen_batch.py");
-        return;
-    }
     let (out, err) = gen(tmp.path(), 300);
     let o = run_in(
         tmp.path(),

@@ -12,6 +12,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
@@ -140,11 +141,13 @@ fn answer(
     out.flush()
 }
 
-/// The stand-in Hub: `org/tok` (plain file, any revision), `org/lfs` (302 to the CDN
-/// origin `cdn`), `org/gated` (401 without the token), `org/html` (a web page),
-/// everything else 404 RepoNotFound.
+/// The stand-in Hub: `org/tok` (plain file, any revision), `org/moved` (307 to org/tok),
+/// `org/lfs` (302 to the CDN origin `cdn`), `org/gated` (401 without the token),
+/// `org/flaky` (503 once), `org/down` (502 always), `org/html` (a web page), everything
+/// else 404 RepoNotFound.
 fn hub(cdn: Option<SocketAddr>) -> Server {
     let body = fixture();
+    let flaky = AtomicUsize::new(0);
     Server::start(Arc::new(move |req, _| {
         let p = req.path.as_str();
         let commit_for = |rev: &str| if rev == "v1" { COMMIT_V1 } else { COMMIT };
@@ -179,6 +182,16 @@ fn hub(cdn: Option<SocketAddr>) -> Server {
                 "{\"error\":\"Access to model org/gated is restricted.\"}",
             )
             .header("X-Error-Code", "GatedRepo");
+        }
+        if p == "/org/flaky/resolve/main/tokenizer.json" {
+            // Busy once, then fine (Retry-After: 0 keeps the test from waiting).
+            if flaky.fetch_add(1, Ordering::SeqCst) == 0 {
+                return Resp::new(503, "busy").header("Retry-After", "0");
+            }
+            return file("main");
+        }
+        if p == "/org/down/resolve/main/tokenizer.json" {
+            return Resp::new(502, "down").header("Retry-After", "0");
         }
         if p == "/org/html/resolve/main/tokenizer.json" {
             return Resp::new(200, "<!DOCTYPE html><html><body>Sign in</body></html>")
@@ -291,6 +304,12 @@ fn downloads_into_the_hf_cache_layout_then_uses_it_offline() {
     let o = validate(dir.path(), "org/tok", &[], &env);
     assert!(o.status.success(), "{}", common::stderr(&o));
     assert_eq!(common::stdout(&o), want);
+    // stderr is a pipe here: no download progress bar, only the summary.
+    assert!(
+        !common::stderr(&o).contains('\x1b'),
+        "{:?}",
+        common::stderr(&o)
+    );
     let reqs = server.requests();
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].path, "/org/tok/resolve/main/tokenizer.json");
@@ -381,6 +400,65 @@ fn one_model_twice_in_one_run_is_fetched_in_parallel_without_harm() {
         Path::new("../../blobs").join(GIT_ETAG)
     );
     assert_eq!(tree(&r).len(), 7, "{:?}", tree(&r));
+}
+
+#[test]
+fn a_rules_file_can_name_hub_tokenizers() {
+    let server = hub(None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = server.url();
+    let cache_s = cache.display().to_string();
+    std::fs::write(dir.path().join("records.jsonl"), RECORDS).unwrap();
+    std::fs::write(
+        dir.path().join("rules.txt"),
+        "# tokenizers and rules in one file\ntokenizer t=org/tok\ntokenizer o200k_base\n\
+         short: tokens(text) < 100000\n",
+    )
+    .unwrap();
+    let o = Command::new(common::bin())
+        .current_dir(dir.path())
+        .args([
+            "validate",
+            "records.jsonl",
+            "--rules",
+            "rules.txt",
+            "--revision",
+            "v1",
+            "--json",
+        ])
+        .env("HF_ENDPOINT", &url)
+        .env("HF_HUB_CACHE", &cache_s)
+        .env_remove("HF_HUB_OFFLINE")
+        .env_remove("HF_TOKEN")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(common::stdout(&o), RECORDS);
+    let paths: Vec<String> = server.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/org/tok/resolve/v1/tokenizer.json"]);
+    let report: serde_json::Value = serde_json::from_str(&common::stderr(&o)).unwrap();
+    let names: Vec<&str> = report["tokenizers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["t", "o200k_base"]);
+
+    // A bad declaration names the file and line.
+    std::fs::write(
+        dir.path().join("bad.txt"),
+        "a: len(text) > 0\ntokenizer x=hf:a--b\n",
+    )
+    .unwrap();
+    let o = validate(dir.path(), "o200k_base", &["--rules", "bad.txt"], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        common::stderr(&o).contains("bad.txt line 2"),
+        "{}",
+        common::stderr(&o)
+    );
 }
 
 #[test]
@@ -482,6 +560,31 @@ fn redirects_keep_the_hub_headers_and_the_token_stays_on_the_hub() {
         std::fs::read_to_string(repo(&cache, "moved").join("refs/main")).unwrap(),
         COMMIT
     );
+}
+
+#[test]
+fn busy_and_failing_hubs_are_tried_again_a_few_times() {
+    let server = hub(None);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = server.url();
+    let cache_s = cache.display().to_string();
+    let env = [
+        ("HF_ENDPOINT", url.as_str()),
+        ("HF_HUB_CACHE", cache_s.as_str()),
+    ];
+    let o = validate(dir.path(), "org/flaky", &[], &env);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert_eq!(server.requests().len(), 2);
+
+    let o = validate(dir.path(), "org/down", &[], &env);
+    assert_eq!(o.status.code(), Some(2));
+    let err = common::stderr(&o);
+    assert!(
+        err.contains("502") && err.contains("after 4 tries"),
+        "{err}"
+    );
+    assert_eq!(server.requests().len(), 2 + 4);
 }
 
 #[test]

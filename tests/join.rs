@@ -1,5 +1,7 @@
 //! End-to-end tests of `batchline join`, running the binary in temporary directories.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -778,22 +780,20 @@ fn bad_lines_name_file_and_line() {
 }
 
 #[test]
+#[ignore = "needs python3 and ../shared/tools/gen_batch.py (scripts/test.sh runs this)"]
 fn generated_data_matches_the_generator() {
-    let gen = Path::new("/work/shared/tools/gen_batch.py");
-    if !gen.exists() {
-        return;
-    }
+    let gen = common::generator();
     let d = tempfile::tempdir().unwrap();
     let requests = d.path().join("req.jsonl");
     let o = Command::new("python3")
-        .arg(gen)
+        .arg(&gen)
         .args(["requests", "--lines", "500"])
         .output()
         .unwrap();
     std::fs::write(&requests, o.stdout).unwrap();
     let (out, err) = (d.path().join("out.jsonl"), d.path().join("err.jsonl"));
     let o = Command::new("python3")
-        .arg(gen)
+        .arg(&gen)
         .args([
             "results",
             requests.to_str().unwrap(),

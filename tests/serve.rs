@@ -305,7 +305,9 @@ fn validation_failures_carry_openai_codes_and_lines() {
     let s = Server::start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let good = |i: usize| chat_line(&format!("g{i}"), "gpt-4o", "hi");
-    let cases: Vec<(Vec<String>, &str, Option<u64>, Option<&str>)> = vec![
+    // (lines, code, line, param)
+    type Case<'a> = (Vec<String>, &'a str, Option<u64>, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             vec![good(1), "{nope".into()],
             "invalid_json_line",
@@ -690,6 +692,24 @@ fn sigterm_stops_cleanly_and_a_restart_resumes() {
 }
 
 #[test]
+fn one_data_dir_serves_one_server() {
+    let d = tmp();
+    let _s = Server::start(d.path(), &["--echo"]);
+    let out = Command::new(BIN)
+        .args(["serve", "--echo", "--port", "0", "--data-dir"])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another batchline serve"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no listening line for a server that does not serve"
+    );
+}
+
+#[test]
 fn auth_takes_bearer_or_api_key_and_never_echoes_the_key() {
     let d = tmp();
     let s = Server::start_env(
@@ -832,6 +852,40 @@ fn direct_endpoints_answer_with_echo_and_rate_limits() {
 }
 
 #[test]
+fn the_token_limit_counts_prompt_plus_max_tokens() {
+    let d = tmp();
+    let s = Server::start(d.path(), &["--echo", "--tpm", "100"]);
+    let api = Api::new(&s);
+    // 3 + 1 + 1 + 3 = 8 prompt tokens + 60 max_tokens = 68 of 100.
+    let body = json!({"model": "gpt-4o", "max_tokens": 60, "messages": [{"role": "user", "content": "hello"}]});
+    let r = api
+        .req(reqwest::Method::POST, "/v1/chat/completions")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-ratelimit-limit-tokens"], "100");
+    let left: u64 = r.headers()["x-ratelimit-remaining-tokens"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((32..=33).contains(&left), "{left}");
+    let r = api
+        .req(reqwest::Method::POST, "/v1/chat/completions")
+        .json(&body)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let e: Value = r.json().unwrap();
+    assert_eq!(
+        (e["error"]["type"].as_str(), e["error"]["code"].as_str()),
+        (Some("tokens"), Some("rate_limit_exceeded"))
+    );
+}
+
+#[test]
 fn faults_inject_errors_drops_and_hangs() {
     let d = tmp();
     let s = Server::start(
@@ -848,16 +902,27 @@ fn faults_inject_errors_drops_and_hangs() {
     assert_eq!(st, 429, "{e}");
     assert_eq!(e["error"]["code"], "rate_limit_exceeded");
     let fid = api.upload_ok(&lines);
-    // The first download is cut after 50 bytes of its body.
-    let r = client()
+    // The first download is cut after 50 bytes of its body (on a busy machine the cut
+    // may come before the status line: a send error, nothing received).
+    let mut got = Vec::new();
+    if let Ok(r) = client()
         .get(format!("{}/v1/files/{fid}/content", s.url))
         .send()
+    {
+        assert_eq!(r.status().as_u16(), 200);
+        let read = BufReader::new(r).read_to_end(&mut got);
+        assert!(read.is_err(), "the body should have been cut");
+        assert!(got.len() <= 50);
+    }
+    // A client resumes where the cut left it, with Range.
+    let rest = client()
+        .get(format!("{}/v1/files/{fid}/content", s.url))
+        .header("range", format!("bytes={}-", got.len()))
+        .send()
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let mut got = Vec::new();
-    let read = BufReader::new(r).read_to_end(&mut got);
-    assert!(read.is_err(), "the body should have been cut");
-    assert!(got.len() <= 50);
+    assert_eq!(rest.status().as_u16(), 206);
+    got.extend_from_slice(&rest.bytes().unwrap());
+    assert_eq!(got, lines_bytes(&lines));
     assert_eq!(api.content(&fid).as_bytes(), &lines_bytes(&lines)[..]);
     // The first create is carried out but never answered.
     let short = Client::builder()
@@ -956,7 +1021,15 @@ fn the_official_openai_sdk_drives_the_server() {
     let d = tmp();
     let s = Server::start_env(
         d.path(),
-        &["--echo", "--api-key-env", "BL_SDK_KEY"],
+        &[
+            "--echo",
+            "--latency-ms",
+            "25",
+            "--concurrency",
+            "2",
+            "--api-key-env",
+            "BL_SDK_KEY",
+        ],
         &[("BL_SDK_KEY", "sk-sdk-test")],
     );
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/serve_sdk.py");

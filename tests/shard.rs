@@ -282,7 +282,7 @@ fn every_kind_of_bad_line_is_rejected_with_its_reason() {
     assert_eq!(summary["blank"], 2);
     assert_eq!(summary["requests"], 1);
     assert_eq!(summary["rejected"], bad.len() as u64);
-    let rej = read_lines(&tmp.path().join("out/rejects.jsonl"));
+    let rej = read_lines(&tmp.path().join("out/rejects.ndjson"));
     assert_eq!(rej.len(), bad.len());
     for (i, (r, (_, want))) in rej.iter().zip(&bad).enumerate() {
         let r: serde_json::Value = serde_json::from_str(r).unwrap();
@@ -341,7 +341,7 @@ fn a_line_longer_than_max_bytes_is_rejected_from_a_file_and_from_stdin() {
             stdin,
         );
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-        let rej = read_lines(&tmp.path().join(&dir).join("rejects.jsonl"));
+        let rej = read_lines(&tmp.path().join(&dir).join("rejects.ndjson"));
         assert_eq!(rej.len(), 1);
         let r: serde_json::Value = serde_json::from_str(&rej[0]).unwrap();
         assert_eq!(r["line"], 2);
@@ -349,7 +349,7 @@ fn a_line_longer_than_max_bytes_is_rejected_from_a_file_and_from_stdin() {
             r["reason"]
                 .as_str()
                 .unwrap()
-                .contains("over --max-bytes 2000"),
+                .contains("over the limit of 2000 bytes (--max-bytes)"),
             "{}",
             r["reason"]
         );
@@ -726,7 +726,7 @@ fn rejects_name_the_custom_id_when_the_line_has_one() {
         Some(data.as_bytes()),
     );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    let rej: Vec<serde_json::Value> = read_lines(&tmp.path().join("out/rejects.jsonl"))
+    let rej: Vec<serde_json::Value> = read_lines(&tmp.path().join("out/rejects.ndjson"))
         .iter()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();

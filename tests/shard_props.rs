@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 use batchline::commands::shard::{self, ShardConfig};
 use batchline::commands::ErrorMode;
 use batchline::io::input::InputSpec;
-use batchline::report::SummaryMode;
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -73,20 +72,20 @@ proptest! {
         let lines: Vec<String> = kinds.iter().map(render).collect();
         let sep = if crlf { "\r\n" } else { "\n" };
         std::fs::write(tmp.path().join("in.jsonl"), lines.join(sep)).unwrap();
-        let mut cfg = ShardConfig::new(InputSpec::Path(tmp.path().join("in.jsonl")), tmp.path().join("out"));
+        let mut cfg = ShardConfig::new(InputSpec::Path(tmp.path().join("in.jsonl")), Some(tmp.path().join("out")));
         cfg.max_requests = max_requests;
         cfg.max_bytes = max_bytes;
         cfg.max_embedding_inputs = max_inputs;
-        cfg.on_error = ErrorMode::Skip;
-        cfg.summary = SummaryMode::Quiet;
-        cfg.engine.threads = threads;
+        cfg.common.on_error = ErrorMode::Skip;
+        cfg.common.verbose = false;
+        cfg.common.engine.threads = threads;
         let s = shard::run(&cfg).unwrap();
         let t = &s.totals;
         // Conservation: non-blank lines = requests + rejected.
         let nonblank = kinds.iter().filter(|k| !matches!(k, Kind::Blank)).count() as u64;
         prop_assert_eq!(t.lines, kinds.len() as u64);
         prop_assert_eq!(nonblank, t.requests + t.rejected);
-        let rejects = std::fs::read_to_string(tmp.path().join("out/rejects.jsonl")).unwrap();
+        let rejects = std::fs::read_to_string(tmp.path().join("out/rejects.ndjson")).unwrap();
         prop_assert_eq!(rejects.lines().count() as u64, t.rejected);
 
         // Expected accepted lines per group, first occurrence of an id wins.

@@ -2,7 +2,8 @@
 //! of pieces that stress the chunk boundaries (spaces after letters, marks, digits,
 //! apostrophes, unusual whitespace, NFKC-sensitive characters, added tokens).
 
-use std::path::Path;
+mod common;
+
 use std::sync::Arc;
 
 use batchline::tokenize::{OpenAiEncoding, Tokenizer, TokenizerSet};
@@ -128,18 +129,11 @@ fn chunked_equals_full_committed_and_embedded() {
 }
 
 #[test]
-fn chunked_equals_full_fetched_optional() {
+#[ignore = "needs the tokenizers of scripts/fetch_tokenizers.sh (scripts/test.sh fetches them and runs this)"]
+fn chunked_equals_full_fetched() {
     let mut toks = Vec::new();
     for name in ["llama3", "qwen3", "gpt4o", "gpt35turbo"] {
-        let path = format!("/tmp/batchline-tokenizers/{name}.json");
-        if Path::new(&path).exists() {
-            toks.push(Tokenizer::from_file(name, &path).unwrap());
-        } else {
-            eprintln!("skipping {name}: {path} absent (run scripts/fetch_tokenizers.sh)");
-        }
-    }
-    if toks.is_empty() {
-        return;
+        toks.push(Tokenizer::from_file(name, common::fetched_tokenizer(name)).unwrap());
     }
     // HF-form files of the OpenAI encodings must agree with bpe-openai.
     let mut pairs = Vec::new();

@@ -3,14 +3,14 @@
 //! (`Tokenizer::count`) and the chunked, memoised path (`TokenizerSet::count_all`) must
 //! match it, with and without special tokens.
 
-use std::path::Path;
 use std::sync::Arc;
+
+mod common;
 
 use batchline::tokenize::{OpenAiEncoding, Tokenizer, TokenizerSet};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/tokenizers");
-const FETCHED: &str = "/tmp/batchline-tokenizers";
 
 fn texts() -> Vec<String> {
     std::fs::read_to_string(format!("{FIXTURES}/texts.jsonl"))
@@ -81,9 +81,10 @@ fn golden_openai_encodings() {
     check(vec![o200k, cl100k], &["o200k_base", "cl100k_base"]);
 }
 
-/// Optional: needs scripts/fetch_tokenizers.sh to have filled /tmp/batchline-tokenizers.
+/// Needs the files of scripts/fetch_tokenizers.sh (scripts/test.sh fetches them).
 #[test]
-fn golden_fetched_files_optional() {
+#[ignore = "needs the tokenizers of scripts/fetch_tokenizers.sh (scripts/test.sh fetches them and runs this)"]
+fn golden_fetched_files() {
     let names = [
         ("llama3", "llama3"),
         ("qwen3", "qwen3"),
@@ -93,18 +94,10 @@ fn golden_fetched_files_optional() {
     let mut toks = Vec::new();
     let mut columns = Vec::new();
     for (file, column) in names {
-        let path = format!("{FETCHED}/{file}.json");
-        if !Path::new(&path).exists() {
-            eprintln!("skipping {file}: {path} absent (run scripts/fetch_tokenizers.sh)");
-            continue;
-        }
-        let t = Tokenizer::from_file(column, &path).unwrap();
+        let t = Tokenizer::from_file(column, common::fetched_tokenizer(file)).unwrap();
         assert!(t.is_chunkable(), "{file} should take the chunked path");
         toks.push(t);
         columns.push(column);
-    }
-    if toks.is_empty() {
-        return;
     }
     check(toks, &columns);
 }

@@ -2,6 +2,8 @@
 //! prompt-token counting with the real OpenAI encodings.
 
 pub mod endpoint;
+pub mod ids;
+pub mod manifest;
 pub mod outcome;
 pub mod request;
 pub mod result;

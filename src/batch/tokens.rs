@@ -15,7 +15,8 @@ use serde_json::Value;
 use super::endpoint::Endpoint;
 use super::request::RequestLine;
 
-/// An OpenAI encoding.
+/// An OpenAI encoding (also `tokenize::OpenAiEncoding`, which adds what tokenizer files
+/// need).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Encoding {
     O200kBase,
@@ -51,7 +52,7 @@ impl Encoding {
         }
     }
 
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
+    pub(crate) fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
         match self {
             Encoding::O200kBase => bpe_openai::o200k_base(),
             Encoding::Cl100kBase => bpe_openai::cl100k_base(),

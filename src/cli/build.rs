@@ -91,7 +91,7 @@ pub struct BuildArgs {
     pub sidecar: Option<PathBuf>,
     /// Rejects file (needs --on-error skip).
     #[arg(long, value_name = "FILE")]
-    pub rejects: Option<PathBuf>,
+    pub rejects: Option<String>,
     /// What to do with a bad record.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_error: OnError,
@@ -144,11 +144,8 @@ impl BuildArgs {
         c.split_by = self.split_by;
         c.limits = self.limit;
         c.sidecar = self.sidecar;
-        c.rejects = self.rejects;
-        c.on_error = self.on_error.into();
         c.force = self.force;
-        c.summary = g.summary_mode();
-        c.engine = g.engine();
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         Ok(c)
     }
 }

@@ -29,6 +29,10 @@ pub struct ExtractArgs {
     /// Rejects file: failed requests, refusals, texts without JSON, schema failures.
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<String>,
+    /// What to do with a line that gives no record: `skip` (set it aside, exit 1) or
+    /// `fail` (stop at the first, write nothing, exit 2).
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_error: super::OnError,
     /// Accept only values that needed no repair beyond stripping fences, prose,
     /// <think> blocks and the like.
     #[arg(long)]
@@ -64,15 +68,12 @@ impl ExtractArgs {
         }
         let inputs = self.inputs.iter().map(|i| InputSpec::parse(i)).collect();
         let mut c = commands::extract::ExtractConfig::new(inputs, OutputSpec::parse(&self.output));
-        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.strict = self.strict;
         c.schema = self.schema;
         c.explode = self.explode;
         c.text_field = self.text_field;
         c.id_field = self.id_field;
-        c.summary = g.summary_mode();
-        c.quiet = g.quiet;
-        c.engine = g.engine();
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         c
     }
 }

@@ -74,8 +74,8 @@ impl JoinArgs {
         c.missing = self.missing;
         c.orphans = self.orphans;
         c.temp_dir = self.temp_dir;
-        c.summary = g.summary_mode();
-        c.engine = g.engine();
+        // A result line that cannot be read stops the run: join has no --on-error skip.
+        c.common = g.common(super::OnError::Fail, None);
         c
     }
 }

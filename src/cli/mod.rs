@@ -3,8 +3,9 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use batchline::commands::ErrorMode;
-use batchline::engine::EngineConfig;
+use batchline::commands::{CommonOptions, ErrorMode, Notes};
+use batchline::engine::{Cancel, EngineConfig};
+use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
@@ -61,6 +62,12 @@ pub struct GlobalArgs {
     /// Worker threads (default: BATCHLINE_THREADS or the number of cores).
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+    /// The run's cancellation token (set by main's signal handler).
+    #[arg(skip)]
+    pub cancel: Cancel,
+    /// Where the run's messages go (main writes them to stderr).
+    #[arg(skip)]
+    pub notes: Notes,
 }
 
 impl GlobalArgs {
@@ -80,10 +87,26 @@ impl GlobalArgs {
             e.threads = t.max(1);
         }
         e.progress = !self.quiet;
+        e.cancel = self.cancel.clone();
         e
+    }
+
+    /// The options every command shares, with the command's `--on-error` and
+    /// `--rejects` (`-` is stdout).
+    pub fn common(&self, on_error: OnError, rejects: Option<&str>) -> CommonOptions {
+        CommonOptions {
+            engine: self.engine(),
+            on_error: on_error.into(),
+            rejects: rejects.map(OutputSpec::parse),
+            sync: !self.no_sync,
+            verbose: !self.quiet,
+            notes: self.notes.clone(),
+        }
     }
 }
 
+// Parsed once per run: the size of the small variants (completions, man) does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Split request files into Batch API input files within the provider's limits.

@@ -158,6 +158,8 @@ impl RunArgs {
         cfg.progress = !g.quiet && !g.json;
         cfg.quiet = g.quiet;
         cfg.sync = !g.no_sync;
+        cfg.cancel = g.cancel.clone();
+        cfg.common = g.common(super::OnError::Skip, None);
         Ok(cfg)
     }
 }

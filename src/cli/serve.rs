@@ -63,6 +63,9 @@ pub struct ServeArgs {
     /// Attempts per upstream request (429, 5xx and dropped connections are retried).
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub max_attempts: u32,
+    /// Requests per minute sent to --upstream (spread evenly by a token bucket).
+    #[arg(long, value_name = "N")]
+    pub upstream_rpm: Option<u64>,
     /// Requests per minute of the direct endpoints (429 with Retry-After beyond).
     #[arg(long, value_name = "N")]
     pub rpm: Option<u64>,
@@ -91,6 +94,7 @@ impl ServeArgs {
                 let mut c = ExecConfig::new(url);
                 c.concurrency = self.concurrency.max(1);
                 c.max_attempts = self.max_attempts.max(1);
+                c.rpm = self.upstream_rpm;
                 if let Some(name) = &self.upstream_key_env {
                     c.api_key = Some(key_from_env("--upstream-key-env", name)?);
                 }

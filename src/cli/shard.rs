@@ -21,9 +21,14 @@ Exit status: 0 success; 1 finished, but some lines were rejected (--on-error ski
 pub struct ShardArgs {
     /// Request file (JSONL), or `-` for stdin.
     pub input: String,
-    /// Directory for the shards and manifest.json.
-    #[arg(long, short = 'o', value_name = "DIR")]
-    pub out_dir: PathBuf,
+    /// Directory for the shards and manifest.json (not needed with --check).
+    #[arg(
+        long,
+        short = 'o',
+        value_name = "DIR",
+        required_unless_present = "check"
+    )]
+    pub out_dir: Option<PathBuf>,
     /// Requests per file.
     #[arg(long, default_value_t = 50_000, value_name = "N")]
     pub max_requests: u64,
@@ -39,9 +44,9 @@ pub struct ShardArgs {
     /// What to do with a bad line.
     #[arg(long, value_enum, default_value = "fail")]
     pub on_error: OnError,
-    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.jsonl).
+    /// Rejects file for `--on-error skip` (default: OUT_DIR/rejects.ndjson).
     #[arg(long, value_name = "FILE")]
-    pub rejects: Option<PathBuf>,
+    pub rejects: Option<String>,
     /// Check every line and print the plan; write nothing.
     #[arg(long)]
     pub check: bool,
@@ -58,12 +63,9 @@ impl ShardArgs {
         c.max_bytes = self.max_bytes;
         c.max_tokens = self.max_tokens;
         c.max_embedding_inputs = self.max_embedding_inputs;
-        c.on_error = self.on_error.into();
-        c.rejects = self.rejects;
         c.check = self.check;
         c.force = self.force;
-        c.summary = g.summary_mode();
-        c.engine = g.engine();
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         c
     }
 }

@@ -41,7 +41,8 @@ pub struct ValidateArgs {
     /// 'same(tokens(prompt + " " + single_token))'.
     #[arg(long = "rule", value_name = "RULE", allow_hyphen_values = true)]
     pub rules: Vec<String>,
-    /// File of rules, one per line (`NAME: EXPR` or `EXPR`; `#` comments).
+    /// File of rules, one per line (`NAME: EXPR` or `EXPR`; `#` comments); a line
+    /// `tokenizer NAME=SOURCE` adds a tokenizer as --tokenizer does.
     #[arg(long = "rules", value_name = "FILE")]
     pub rules_file: Option<PathBuf>,
     /// tokens(...) counts the special tokens the tokenizer adds (BOS, ...).
@@ -56,6 +57,11 @@ pub struct ValidateArgs {
     /// Invalid records, with the failed rules and the counts per tokenizer.
     #[arg(long, value_name = "FILE")]
     pub rejects: Option<String>,
+    /// What to do with a line that is not a JSON object (or not UTF-8, or too long):
+    /// `skip` (count it invalid, exit 1) or `fail` (stop at the first, write nothing,
+    /// exit 2). Records that break rules are never errors: they are what is filtered.
+    #[arg(long, value_enum, default_value = "skip")]
+    pub on_error: super::OnError,
     /// Write the report (records, valid, failures per rule, tokens...) as JSON.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -77,32 +83,18 @@ impl ValidateArgs {
             .map(|t| t.parse())
             .collect::<Result<_, batchline::tokenize::TokenizeError>>()
             .map_err(|e| batchline::Error::Usage(e.to_string()))?;
-        if let Some(rev) = self.revision {
-            batchline::tokenize::hub::check_revision(&rev)
+        if let Some(rev) = &self.revision {
+            batchline::tokenize::hub::check_revision(rev)
                 .map_err(|m| batchline::Error::Usage(format!("--revision: {m}")))?;
-            let mut any = false;
-            for t in &mut c.tokenizers {
-                if let batchline::tokenize::TokenizerSource::Hub { revision, .. } = &mut t.source {
-                    any = true;
-                    revision.get_or_insert_with(|| rev.clone());
-                }
-            }
-            if !any {
-                return Err(batchline::Error::Usage(
-                    "--revision is for Hub tokenizers (ORG/MODEL), and none was given".into(),
-                ));
-            }
         }
+        c.revision = self.revision;
         c.rules = self.rules;
         c.rules_file = self.rules_file;
         c.special = self.special;
         c.annotate = self.annotate;
         c.target = self.target;
-        c.rejects = self.rejects.as_deref().map(OutputSpec::parse);
         c.report = self.report;
-        c.summary = g.summary_mode();
-        c.quiet = g.quiet;
-        c.engine = g.engine();
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         Ok(c)
     }
 }

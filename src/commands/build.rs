@@ -21,23 +21,26 @@
 //! responses), `temperature`, `response_format` (`text.format` for responses), then the
 //! `--param` keys in the order given.
 
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ErrorMode, Outcome, RejectRoute};
+use super::{check_accounting, CommonOptions, ErrorMode, Outcome, RejectRoute, Summary};
+use crate::batch::ids::{duplicate_reason, SeenIds};
 use crate::batch::request::custom_id_warning;
 use crate::batch::Endpoint;
-use crate::engine::{self, BufferPool, EngineConfig, Flow};
+use crate::engine::{self, BufferPool, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
+use crate::io::output::{
+    finish_all, prepare_out_dir, safe_file_name, unique_name, AtomicFile, Output, OutputSpec,
+};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::{Reject, RejectSink};
-use crate::report::{human_bytes, SummaryMode, Throughput};
+use crate::report::{human_bytes, Throughput};
 use crate::template::{escape_into, FieldPath, Record, Template, Val};
 
 /// How custom_ids are made.
@@ -103,12 +106,9 @@ pub struct BuildConfig {
     pub split_by: Option<String>,
     pub limits: Vec<Limit>,
     pub sidecar: Option<PathBuf>,
-    pub rejects: Option<PathBuf>,
-    pub on_error: ErrorMode,
     /// Write into a non-empty `out_dir`.
     pub force: bool,
-    pub summary: SummaryMode,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl BuildConfig {
@@ -133,11 +133,8 @@ impl BuildConfig {
             split_by: None,
             limits: Vec::new(),
             sidecar: None,
-            rejects: None,
-            on_error: ErrorMode::Fail,
             force: false,
-            summary: SummaryMode::Human,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -257,8 +254,6 @@ fn schema_name(s: &str) -> String {
     }
 }
 
-pub use crate::io::output::safe_file_name as sanitize_group;
-
 // ---------------------------------------------------------------------------------
 // The compiled plan: everything fixed is serialised once.
 
@@ -359,7 +354,7 @@ impl Plan {
         if cfg.split_by.is_some() != cfg.out_dir.is_some() {
             return usage("--split-by and --out-dir go together");
         }
-        if cfg.rejects.is_some() && cfg.on_error == ErrorMode::Fail {
+        if cfg.common.rejects.is_some() && cfg.common.on_error == ErrorMode::Fail {
             return usage(
                 "--rejects needs --on-error skip (with fail, the first bad record stops the run)",
             );
@@ -682,19 +677,9 @@ fn render_line(
     span: Range<usize>,
 ) -> Result<Good, LineError> {
     if line.is_cut() {
-        return Err((
-            format!("line is {} bytes, too long to hold", line.len),
-            None,
-        ));
+        return Err((line.too_long(), None));
     }
-    // simdutf8 checks valid text several times faster than std; std finds the position.
-    let text = match simdutf8::basic::from_utf8(line.bytes) {
-        Ok(t) => t,
-        Err(_) => {
-            let at = std::str::from_utf8(line.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
-            return Err((format!("invalid UTF-8 at byte {at} of the line"), None));
-        }
-    };
+    let text = line.text().map_err(|reason| (reason, None))?;
     let rec = if plan.text {
         Record::text(text)
     } else {
@@ -952,31 +937,14 @@ struct Writer<'a> {
     groups: Vec<Group>,
     index: HashMap<String, usize>,
     used_names: HashSet<String>,
-    reserved: Vec<PathBuf>,
-    seen: HashMap<u128, u64, BuildHasherDefault<FoldHasher>>,
+    /// The run's inputs and outputs: a group file may not take the name of any.
+    claims: PathClaims,
+    seen: SeenIds,
     sidecar: Option<AtomicFile>,
     out_bytes: u64,
     totals: BuildTotals,
-    warning_kinds: HashMap<&'static str, u64>,
+    warning_kinds: BTreeMap<&'static str, u64>,
     rejects: RejectRoute,
-}
-
-/// The seen-ids map is keyed by xxh3-128 hashes already: folding them is enough.
-#[derive(Default)]
-struct FoldHasher(u64);
-
-impl Hasher for FoldHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 ^= (n as u64) ^ ((n >> 64) as u64);
-    }
 }
 
 /// Counts over the run: `lines = blank + records`, `records = written + rejected +
@@ -1016,22 +984,15 @@ impl Writer<'_> {
             .out_dir
             .as_deref()
             .expect("split mode has an out dir");
-        let base = sanitize_group(value);
-        let mut name = format!("{base}.jsonl");
-        let mut n = 0u32;
-        // Case-insensitive, so that "A" and "a" do not collide on macOS or Windows.
-        while self.used_names.contains(&name.to_lowercase())
-            || self.reserved.contains(&dir.join(&name))
-        {
-            let h = xxhash_rust::xxh3::xxh3_64(value.as_bytes()) as u32;
-            name = if n == 0 {
-                format!("{base}-{h:08x}.jsonl")
-            } else {
-                format!("{base}-{h:08x}-{n}.jsonl")
-            };
-            n += 1;
-        }
-        self.used_names.insert(name.to_lowercase());
+        // A name another output of the run already has is passed over.
+        let claims = &self.claims;
+        let name = unique_name(
+            &mut self.used_names,
+            &safe_file_name(value),
+            value,
+            ".jsonl",
+            |n| claims.would_refuse(&dir.join(n)),
+        );
         self.groups.push(Group {
             summary: GroupSummary {
                 value: Some(value.to_string()),
@@ -1105,11 +1066,10 @@ impl Writer<'_> {
                 Verdict::Good(g) => {
                     if let Some(range) = &g.base_id {
                         let id = &ids[range.clone()];
-                        if let Some(&first) = self.seen.get(&g.id_key) {
+                        if let Some(first) = self.seen.first(g.id_key) {
                             self.totals.records += 1;
                             self.totals.duplicates += 1;
-                            let reason =
-                                format!("duplicate custom_id \"{id}\" (first at line {first})");
+                            let reason = duplicate_reason(id, first);
                             let rej = Reject::new(
                                 number,
                                 offset,
@@ -1193,11 +1153,21 @@ impl Writer<'_> {
         let g = &mut self.groups[group];
         if g.out.is_none() {
             let path = g.path.as_ref().expect("split groups have a path");
-            g.out = Some(Output::File(AtomicFile::create(path)?));
+            self.claims.output_path(path)?;
+            g.out = Some(Output::File(AtomicFile::create(
+                path,
+                self.cfg.common.sync,
+            )?));
             g.summary.file = Some(path.display().to_string());
         }
         self.out_bytes += bytes.len() as u64;
-        g.out.as_mut().expect("output open").write_all(bytes)
+        let out = g.out.as_mut().expect("output open");
+        out.write_all(bytes)?;
+        // Stdout's reader went away: go on only for the side files asked for.
+        if out.is_closed() && self.sidecar.is_none() && !self.rejects.keeps_lines() {
+            return Err(Error::BrokenPipe);
+        }
+        Ok(())
     }
 
     fn reject(&mut self, r: Reject) -> Result<()> {
@@ -1218,7 +1188,7 @@ pub struct BuildSummary {
     pub model: String,
     #[serde(flatten)]
     pub totals: BuildTotals,
-    pub warning_kinds: HashMap<&'static str, u64>,
+    pub warning_kinds: BTreeMap<&'static str, u64>,
     pub groups: Vec<GroupSummary>,
     pub rejects_file: Option<String>,
     pub sidecar: Option<String>,
@@ -1231,9 +1201,16 @@ pub struct BuildSummary {
     pub data_on_stdout: bool,
 }
 
-impl BuildSummary {
-    /// The one-line human summary.
-    pub fn human(&self) -> String {
+impl Summary for BuildSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.data_on_stdout
+    }
+
+    fn human(&self) -> String {
         let t = &self.totals;
         let mut s = format!(
             "build: {} records: {} written ({} requests{}), {} rejected ({} duplicates), {} over cap; {} blank lines",
@@ -1255,69 +1232,50 @@ impl BuildSummary {
         }
         s.push_str(&format!(
             "; {} of requests; {}",
-            human_bytes(self.output_bytes()),
+            human_bytes(self.output_bytes),
             self.throughput.human()
         ));
         s
     }
-
-    fn output_bytes(&self) -> u64 {
-        self.output_bytes
-    }
-}
-
-/// Checks the out dir: created when missing; refused when it holds visible files,
-/// unless `force`.
-fn prepare_out_dir(dir: &Path, force: bool) -> Result<()> {
-    if !dir.exists() {
-        return std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e));
-    }
-    if !dir.is_dir() {
-        return usage(format!("{}: not a directory", dir.display()));
-    }
-    let visible = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok())
-        .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
-    if visible && !force {
-        return usage(format!(
-            "{}: directory is not empty (use --force to write into it)",
-            dir.display()
-        ));
-    }
-    Ok(())
 }
 
 /// Runs `build`.
 pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
+    let mut created = false;
+    let result = run_inner(cfg, &mut created);
+    if let (Err(_), true, Some(dir)) = (&result, created, &cfg.out_dir) {
+        // Only an empty directory is removed: nothing was committed into it.
+        let _ = std::fs::remove_dir(dir);
+    }
+    result
+}
+
+fn run_inner(cfg: &BuildConfig, created: &mut bool) -> Result<BuildSummary> {
     let plan = Plan::new(cfg)?;
-    // Outputs may not overwrite the input, nor each other.
-    let mut outs: Vec<&Path> = Vec::new();
-    if let (OutputSpec::Path(p), None) = (&cfg.output, &cfg.out_dir) {
-        outs.push(p);
+    let common = &cfg.common;
+    // Outputs may not overwrite the input, nor each other (group files are claimed
+    // as they are created).
+    let mut claims = PathClaims::new();
+    claims.input(&cfg.input)?;
+    if cfg.out_dir.is_none() {
+        claims.output(&cfg.output)?;
     }
-    outs.extend(cfg.sidecar.as_deref());
-    outs.extend(cfg.rejects.as_deref());
-    if let Some(input) = cfg.input.path() {
-        for o in &outs {
-            ensure_not_input(o, &[input])?;
-        }
+    if let Some(p) = &cfg.sidecar {
+        claims.output_path(p)?;
     }
-    for (i, a) in outs.iter().enumerate() {
-        if outs[..i].iter().any(|b| b == a) {
-            return usage(format!("{}: given as two different outputs", a.display()));
-        }
+    if let Some(r) = &common.rejects {
+        claims.output(r)?;
     }
     let input = OpenInput::open(&cfg.input)?;
     if let Some(dir) = &cfg.out_dir {
-        prepare_out_dir(dir, cfg.force)?;
+        *created = prepare_out_dir(dir, cfg.force)?;
     }
-    let rejects = match (&cfg.rejects, cfg.on_error) {
-        (Some(p), ErrorMode::Skip) => RejectSink::to_file(p)?,
-        _ => RejectSink::create(None)?,
+    let rejects = match common.on_error {
+        ErrorMode::Skip => RejectSink::create(common.rejects.as_ref(), common.sync)?,
+        ErrorMode::Fail => RejectSink::create(None, common.sync)?,
     };
     let sidecar = match &cfg.sidecar {
-        Some(p) => Some(AtomicFile::create(p)?),
+        Some(p) => Some(AtomicFile::create(p, common.sync)?),
         None => None,
     };
     let mut groups = Vec::new();
@@ -1332,30 +1290,8 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
                 limit: cfg.limits.iter().find(|l| l.value.is_none()).map(|l| l.max),
             },
             path: None,
-            out: Some(Output::create(&cfg.output)?),
+            out: Some(Output::create(&cfg.output, common.sync)?),
         });
-    }
-    let mut reserved: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = &cfg.out_dir {
-        let canon_dir = std::fs::canonicalize(dir).ok();
-        // No group file may replace the sidecar, the rejects file or the input.
-        let input_path = cfg.input.path().map(Path::to_path_buf);
-        for p in cfg
-            .sidecar
-            .iter()
-            .chain(cfg.rejects.iter())
-            .chain(input_path.iter())
-        {
-            let parent = p
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            if canon_dir.is_some() && std::fs::canonicalize(parent).ok() == canon_dir {
-                if let Some(n) = p.file_name() {
-                    reserved.push(dir.join(n));
-                }
-            }
-        }
     }
     let pool = BufferPool::default();
     let mut writer = Writer {
@@ -1364,22 +1300,17 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         groups,
         index: HashMap::new(),
         used_names: HashSet::new(),
-        reserved,
-        seen: HashMap::default(),
+        claims,
+        seen: SeenIds::default(),
         sidecar,
         out_bytes: 0,
         totals: BuildTotals::default(),
-        warning_kinds: HashMap::new(),
-        rejects: RejectRoute::new(
-            input.name().to_string(),
-            cfg.on_error,
-            rejects,
-            cfg.summary == SummaryMode::Quiet || !cfg.engine.progress,
-        ),
+        warning_kinds: BTreeMap::new(),
+        rejects: RejectRoute::new(input.name().to_string(), common, rejects),
     };
     let stats = engine::run(
         input,
-        &cfg.engine,
+        &common.engine,
         |chunk| render_chunk(chunk, &plan, &pool),
         |chunk, r| writer.consume(chunk, r),
     )?;
@@ -1392,45 +1323,50 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         out_bytes,
         ..
     } = writer;
+    check_accounting(
+        "build",
+        totals.lines,
+        &[("blank", totals.blank), ("records", totals.records)],
+    )?;
+    check_accounting(
+        "build",
+        totals.records,
+        &[
+            ("written", totals.written),
+            ("rejected", totals.rejected),
+            ("over cap", totals.over_cap),
+        ],
+    )?;
 
     // Everything is flushed and synced first; files are renamed into place only then.
-    let mut pending: Vec<PendingFile> = Vec::new();
+    let mut groups = groups;
+    for o in groups.iter_mut().filter_map(|g| g.out.as_mut()) {
+        o.flush_stdout()?;
+    }
+    let stdout_closed = groups
+        .iter()
+        .any(|g| g.out.as_ref().is_some_and(Output::is_closed));
+    let mut outputs = Vec::new();
     let mut summaries = Vec::new();
     for g in groups {
-        match g.out {
-            Some(Output::File(f)) => {
-                pending.push(f.finish_pending()?);
-            }
-            Some(stdout) => stdout.finish()?,
-            None => {}
-        }
+        outputs.extend(g.out);
         summaries.push(g.summary);
     }
-    if let Some(s) = sidecar {
-        pending.push(s.finish_pending()?);
-    }
-    rejects.finish()?;
-    for p in pending {
-        p.commit()?;
-    }
+    outputs.extend(sidecar.map(Output::File));
+    let mut pending = finish_all(outputs)?;
+    pending.extend(rejects.finish_pending()?);
+    crate::io::output::commit_all(pending)?;
     for l in &cfg.limits {
         if let Some(v) = &l.value {
-            if !summaries.iter().any(|g| g.value.as_deref() == Some(v))
-                && cfg.summary != SummaryMode::Quiet
-            {
-                eprintln!(
+            if !summaries.iter().any(|g| g.value.as_deref() == Some(v)) {
+                common.note(&format!(
                     "batchline: --limit {v}={}: no record had this --split-by value",
                     l.max
-                );
+                ));
             }
         }
     }
-    debug_assert_eq!(totals.lines, totals.blank + totals.records);
-    debug_assert_eq!(
-        totals.records,
-        totals.written + totals.rejected + totals.over_cap
-    );
-    let outcome = Outcome::from_rejected(totals.rejected);
+    let outcome = Outcome::of(totals.rejected, stdout_closed);
     Ok(BuildSummary {
         command: "build",
         input: cfg.input.display_name(),
@@ -1443,11 +1379,11 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         totals,
         warning_kinds,
         groups: summaries,
-        rejects_file: cfg
+        rejects_file: common
             .rejects
             .as_ref()
-            .filter(|_| cfg.on_error == ErrorMode::Skip)
-            .map(|p| p.display().to_string()),
+            .filter(|_| common.on_error == ErrorMode::Skip)
+            .map(OutputSpec::display_name),
         sidecar: cfg.sidecar.as_ref().map(|p| p.display().to_string()),
         output_bytes: out_bytes,
         throughput: Throughput::new(stats.bytes, stats.elapsed),
@@ -1502,11 +1438,11 @@ mod tests {
 
     #[test]
     fn group_names_are_safe() {
-        assert_eq!(sanitize_group("../../etc/passwd"), "_._.._etc_passwd");
-        assert_eq!(sanitize_group(""), "_");
-        assert_eq!(sanitize_group(".hidden"), "_hidden");
-        assert_eq!(sanitize_group("fr-FR"), "fr-FR");
-        assert_eq!(sanitize_group("日本"), "__");
+        assert_eq!(safe_file_name("../../etc/passwd"), "_._.._etc_passwd");
+        assert_eq!(safe_file_name(""), "_");
+        assert_eq!(safe_file_name(".hidden"), "_hidden");
+        assert_eq!(safe_file_name("fr-FR"), "fr-FR");
+        assert_eq!(safe_file_name("日本"), "__");
         assert_eq!(schema_name("my schema.v2"), "my_schema_v2");
     }
 

@@ -44,16 +44,17 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Outcome, RejectEcho};
+use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
 use crate::batch::result::{read_field, read_result, Failure, TextItem, TextSource, ToolRef};
-use crate::engine::{self, EngineConfig, Flow};
+use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, Output, OutputSpec};
+use crate::io::output::{commit_all, finish_all, Output, OutputSpec};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
 use crate::loose::{self, LooseValue, ParseOptions};
-use crate::report::{SummaryMode, Throughput};
+use crate::report::Throughput;
 
 /// The repair name recorded when `--schema` decoded a double-encoded value.
 pub const DOUBLE_ENCODED: &str = "double_encoded";
@@ -63,8 +64,6 @@ pub const DOUBLE_ENCODED: &str = "double_encoded";
 pub struct ExtractConfig {
     pub inputs: Vec<InputSpec>,
     pub output: OutputSpec,
-    /// Where rejects go; `None`: counted (and the first few shown) only.
-    pub rejects: Option<OutputSpec>,
     /// Accept only values needing no repair beyond stripping.
     pub strict: bool,
     /// JSON Schema file every record's value must satisfy.
@@ -75,10 +74,7 @@ pub struct ExtractConfig {
     pub text_field: Option<String>,
     /// `--id-field`: JSON pointer of the id with `--text-field`.
     pub id_field: String,
-    pub summary: SummaryMode,
-    /// No echo of the first rejects on stderr.
-    pub quiet: bool,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl ExtractConfig {
@@ -86,15 +82,12 @@ impl ExtractConfig {
         ExtractConfig {
             inputs,
             output,
-            rejects: None,
             strict: false,
             schema: None,
             explode: None,
             text_field: None,
             id_field: "/custom_id".to_string(),
-            summary: SummaryMode::Human,
-            quiet: false,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -386,23 +379,12 @@ impl Ctx<'_> {
             let checked = if line.is_cut() {
                 Ok(None)
             } else {
-                simdutf8::basic::from_utf8(line.bytes)
-                    .map(Some)
-                    .map_err(|_| std::str::from_utf8(line.bytes).unwrap_err())
+                line.text().map(Some)
             };
             let text = match checked {
                 Ok(Some(t)) => Ok(t),
-                Ok(None) => Err((
-                    "line_too_long",
-                    format!(
-                        "the line is {} bytes, longer than this run keeps in memory",
-                        line.len
-                    ),
-                )),
-                Err(e) => Err((
-                    "bad_line",
-                    format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
-                )),
+                Ok(None) => Err(("line_too_long", line.too_long())),
+                Err(e) => Err(("bad_line", e)),
             };
             match text {
                 Err((reason, detail)) => {
@@ -843,14 +825,29 @@ struct Writer {
     rejects: Option<Output>,
     counts: Counts,
     echo: RejectEcho,
+    on_error: ErrorMode,
     name: String,
 }
 
 impl Writer {
     fn consume(&mut self, out: ChunkOut) -> Result<Flow> {
+        if self.on_error == ErrorMode::Fail {
+            if let Some(&(line, offset, reason)) = out.echoes.first() {
+                return Err(Error::BadLine {
+                    file: self.name.clone(),
+                    line,
+                    offset,
+                    reason: reason.to_string(),
+                });
+            }
+        }
         self.out.write_all(&out.records)?;
         if let Some(r) = self.rejects.as_mut() {
             r.write_all(&out.rejects)?;
+        }
+        // Stdout's reader went away: go on only for a rejects file asked for.
+        if self.out.is_closed() && !self.rejects.as_ref().is_some_and(|r| !r.is_closed()) {
+            return Err(Error::BrokenPipe);
         }
         for (line, offset, reason) in out.echoes {
             self.echo.echo(&self.name, line, offset, reason);
@@ -900,19 +897,13 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
             (Some(v), Some(schema))
         }
     };
-    let input_paths: Vec<&std::path::Path> = cfg.inputs.iter().filter_map(|i| i.path()).collect();
-    let outputs = [Some(&cfg.output), cfg.rejects.as_ref()];
-    for spec in outputs.into_iter().flatten() {
-        if let OutputSpec::Path(p) = spec {
-            ensure_not_input(p, &input_paths)?;
-        }
+    let mut claims = PathClaims::new();
+    for i in &cfg.inputs {
+        claims.input(i)?;
     }
-    if let (OutputSpec::Path(a), Some(OutputSpec::Path(b))) = (&cfg.output, &cfg.rejects) {
-        if a == b {
-            return Err(Error::Usage(
-                "the output and the rejects file must differ".into(),
-            ));
-        }
+    claims.output(&cfg.output)?;
+    if let Some(r) = &cfg.common.rejects {
+        claims.output(r)?;
     }
     // Open every input first: a missing second file fails before anything is written.
     let opened = cfg
@@ -924,13 +915,19 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         cfg,
         validator,
         schema,
-        write_rejects: cfg.rejects.is_some(),
+        write_rejects: cfg.common.rejects.is_some(),
     };
     let mut writer = Writer {
-        out: Output::create(&cfg.output)?,
-        rejects: cfg.rejects.as_ref().map(Output::create).transpose()?,
+        out: Output::create(&cfg.output, cfg.common.sync)?,
+        rejects: cfg
+            .common
+            .rejects
+            .as_ref()
+            .map(|r| Output::create(r, cfg.common.sync))
+            .transpose()?,
         counts: Counts::default(),
-        echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
+        on_error: cfg.common.on_error,
         name: String::new(),
     };
     let several = cfg.inputs.len() > 1;
@@ -942,7 +939,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         let file = several.then_some(name.as_str());
         let stats = engine::run(
             input,
-            &cfg.engine,
+            &cfg.common.engine,
             |chunk| ctx.chunk(chunk, file),
             |_chunk, out| writer.consume(out),
         )?;
@@ -955,16 +952,12 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         counts,
         ..
     } = writer;
-    if let Some(r) = rejects {
-        r.finish()?;
-    }
-    out.finish()?;
     check_accounting(&counts)?;
-    let outcome = if counts.rejected > 0 {
-        Outcome::WithRejects
-    } else {
-        Outcome::Clean
-    };
+    let mut out = out;
+    out.flush_stdout()?;
+    let stdout_closed = out.is_closed();
+    commit_all(finish_all(rejects.into_iter().chain([out]))?)?;
+    let outcome = Outcome::of(counts.rejected, stdout_closed);
     let name_map = |m: BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
         m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
     };
@@ -972,7 +965,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
         command: "extract",
         inputs: cfg.inputs.iter().map(|i| i.display_name()).collect(),
         output: cfg.output.display_name(),
-        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         lines: counts.lines,
         blank: counts.blank,
         lines_with_records: counts.lines_with_records,
@@ -1004,9 +997,8 @@ fn check_accounting(c: &Counts) -> Result<()> {
     Ok(())
 }
 
-impl ExtractSummary {
-    /// The one-line human summary.
-    pub fn human(&self) -> String {
+impl Summary for ExtractSummary {
+    fn human(&self) -> String {
         let mut s = format!(
             "extract: {} lines ({} blank): {} texts, {} values, {} records written",
             self.lines, self.blank, self.texts, self.values, self.records
@@ -1031,5 +1023,13 @@ impl ExtractSummary {
         }
         s.push_str(&format!("; {}", self.throughput.human()));
         s
+    }
+
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.output == "<stdout>"
     }
 }

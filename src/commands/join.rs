@@ -41,16 +41,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use serde::Serialize;
 
 use super::Outcome;
+use crate::batch::manifest::Manifest;
 use crate::batch::outcome::{
     parse_request_side, parse_result, scan_ok_result, Failure, Outcome as ResultOutcome,
 };
-use crate::commands::shard::Manifest;
+use crate::commands::{check_accounting, CommonOptions, Summary};
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec, PendingFile};
+use crate::io::output::{commit_all, finish_all, AtomicFile, Output, OutputSpec};
+use crate::io::paths::PathClaims;
 use crate::io::Compression;
-use crate::report::{SummaryMode, Throughput};
+use crate::report::Throughput;
 
 /// A field of the output line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,8 +137,7 @@ pub struct JoinConfig {
     /// Where compressed results are decompressed (default: the output's directory, or
     /// the system temporary directory when writing to stdout).
     pub temp_dir: Option<PathBuf>,
-    pub summary: SummaryMode,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl JoinConfig {
@@ -152,8 +153,7 @@ impl JoinConfig {
             missing: None,
             orphans: None,
             temp_dir: None,
-            summary: SummaryMode::Human,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -191,8 +191,8 @@ pub struct JoinSummary {
     pub outcome: Outcome,
 }
 
-impl JoinSummary {
-    pub fn human(&self) -> String {
+impl Summary for JoinSummary {
+    fn human(&self) -> String {
         let mut s = format!(
             "join: {} requests: {} ok, {} failed, {} missing; {} results in {} files ({} duplicates resolved, {} orphans)",
             self.requests, self.ok, self.failed, self.missing, self.results, self.result_files, self.duplicate_results, self.orphans
@@ -211,6 +211,14 @@ impl JoinSummary {
             self.throughput.human()
         ));
         s
+    }
+
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.output == "<stdout>"
     }
 }
 
@@ -529,9 +537,8 @@ fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
         let fail = |reason: String| Some((line.number, line.offset, reason));
         if line.is_cut() || line.len >= u64::from(FOUND) {
             out.error = fail(format!(
-                "result line is {} bytes, longer than the limit of {} bytes",
-                line.len,
-                max_line.min(FOUND as usize - 1)
+                "result {}",
+                crate::io::input::too_long(line.len, max_line.min(FOUND as usize - 1) as u64)
             ));
             break;
         }
@@ -606,15 +613,7 @@ fn build_index(
         } else {
             let temp = tempfile::tempfile_in(temp_dir).map_err(|e| Error::io(temp_dir, e))?;
             let copy = temp.try_clone().map_err(|e| Error::io(temp_dir, e))?;
-            let inner: Box<dyn Read + Send> = match compression {
-                Compression::Zstd => Box::new(
-                    zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?,
-                ),
-                Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
-                    std::io::BufReader::new(file),
-                )),
-                Compression::None => Box::new(file),
-            };
+            let inner = crate::io::input::decoder(file, compression, path)?;
             let tee = Tee {
                 inner,
                 out: copy,
@@ -832,8 +831,8 @@ impl<'i> Ctx<'i> {
     {
         if let Some(len) = cut {
             return Err(LineError::Request(format!(
-                "request line is {len} bytes, longer than the limit of {} bytes",
-                self.max_line
+                "request {}",
+                crate::io::input::too_long(len, self.max_line as u64)
             )));
         }
         let req = parse_request_side(bytes)?;
@@ -955,20 +954,17 @@ fn request_inputs(spec: &InputSpec) -> Result<Vec<InputSpec>> {
     if !path.is_dir() {
         return Ok(vec![spec.clone()]);
     }
-    let manifest_path = path.join("manifest.json");
-    let text = std::fs::read(&manifest_path).map_err(|e| {
+    let manifest = Manifest::read(path)?.ok_or_else(|| {
         Error::Usage(format!(
-            "{}: not a shard directory ({}: {e})",
+            "{}: not a shard directory (no {})",
             path.display(),
-            manifest_path.display()
+            crate::batch::manifest::MANIFEST_NAME
         ))
     })?;
-    let manifest: Manifest = serde_json::from_slice(&text)
-        .map_err(|e| Error::Other(format!("{}: {e}", manifest_path.display())))?;
     Ok(manifest
-        .files
+        .file_paths(path)
         .into_iter()
-        .map(|f| InputSpec::Path(path.join(Path::new(&f.name).file_name().unwrap_or_default())))
+        .map(InputSpec::Path)
         .collect())
 }
 
@@ -1065,8 +1061,10 @@ impl Writer {
     }
 }
 
-fn side_file(p: &Option<PathBuf>) -> Result<Option<AtomicFile>> {
-    p.as_deref().map(AtomicFile::create).transpose()
+fn side_file(p: &Option<PathBuf>, sync: bool) -> Result<Option<AtomicFile>> {
+    p.as_deref()
+        .map(|p| AtomicFile::create(p, sync))
+        .transpose()
 }
 
 /// Runs `join`.
@@ -1082,25 +1080,27 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     let requests = request_inputs(&cfg.requests)?;
 
     // Outputs must not overwrite inputs, nor each other.
-    let mut input_paths: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    input_paths.extend(requests.iter().filter_map(InputSpec::path));
-    let mut outputs: Vec<&Path> = [&cfg.retry, &cfg.failed, &cfg.missing, &cfg.orphans]
-        .into_iter()
-        .flatten()
-        .map(PathBuf::as_path)
-        .collect();
-    if let OutputSpec::Path(p) = &cfg.output {
-        outputs.push(p);
-    }
-    for (i, out) in outputs.iter().enumerate() {
-        ensure_not_input(out, &input_paths)?;
-        if outputs[..i].iter().any(|o| o == out) {
-            return Err(Error::Usage(format!(
-                "{}: given as two different outputs",
-                out.display()
-            )));
+    let mut claims = PathClaims::new();
+    for f in &files {
+        if f.as_os_str() != "-" {
+            claims.input_path(f)?;
         }
     }
+    for r in &requests {
+        claims.input(r)?;
+    }
+    claims.output(&cfg.output)?;
+    for p in [&cfg.retry, &cfg.failed, &cfg.missing, &cfg.orphans]
+        .into_iter()
+        .flatten()
+    {
+        claims.output_path(p)?;
+    }
+    let sync = cfg.common.sync;
+    // With a closed stdout the run goes on only for these.
+    let side_files = [&cfg.retry, &cfg.failed, &cfg.missing, &cfg.orphans]
+        .iter()
+        .any(|p| p.is_some());
 
     let temp_dir = match (&cfg.temp_dir, &cfg.output) {
         (Some(d), _) => d.clone(),
@@ -1112,14 +1112,14 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     };
 
     // Pass 1.
-    let (index, sources, mut istats) = build_index(&files, &temp_dir, &cfg.engine)?;
+    let (index, sources, mut istats) = build_index(&files, &temp_dir, &cfg.common.engine)?;
 
     // Pass 2.
     let mut writer = Writer {
-        output: Output::create(&cfg.output)?,
-        retry: side_file(&cfg.retry)?,
-        failed: side_file(&cfg.failed)?,
-        missing: side_file(&cfg.missing)?,
+        output: Output::create(&cfg.output, sync)?,
+        retry: side_file(&cfg.retry, sync)?,
+        failed: side_file(&cfg.failed, sync)?,
+        missing: side_file(&cfg.missing, sync)?,
         missing_seen: HashSet::default(),
         requests: 0,
         ok: 0,
@@ -1136,7 +1136,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         fields: &cfg.fields,
         want_result: cfg.fields.contains(&Field::Result),
         retry_all: cfg.retry_all,
-        max_line: cfg.engine.max_line,
+        max_line: cfg.common.engine.max_line,
         pool: BufferPool::default(),
     };
     for spec in &requests {
@@ -1144,7 +1144,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         let name = input.name().to_string();
         let stats = engine::run(
             input,
-            &cfg.engine,
+            &cfg.common.engine,
             |chunk| ctx.join_chunk(chunk),
             |chunk, mut joined| {
                 // The joined lines go out here so that their buffer can be recycled;
@@ -1153,6 +1153,9 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
                 let written = writer.output.write_all(&out);
                 ctx.pool.give(out);
                 written?;
+                if writer.output.is_closed() && !side_files {
+                    return Err(Error::BrokenPipe);
+                }
                 writer.consume(&name, &chunk, joined, &sources)
             },
         )?;
@@ -1170,7 +1173,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         .collect();
     orphan_locs.sort_unstable();
     let orphans = orphan_locs.len() as u64;
-    let mut orphans_file = side_file(&cfg.orphans)?;
+    let mut orphans_file = side_file(&cfg.orphans, sync)?;
     let mut buf = Vec::new();
     for &(file, offset, len, checked) in &orphan_locs {
         if !checked {
@@ -1206,26 +1209,34 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         codes,
         ..
     } = writer;
-    let pending: Vec<PendingFile> = [retry, failed, missing, orphans_file]
+    check_accounting(
+        "join",
+        n_requests,
+        &[("ok", ok), ("failed", failed_n), ("missing", missing_n)],
+    )?;
+    check_accounting(
+        "join",
+        istats.results,
+        &[
+            ("results used ok", ok),
+            ("failed", failed_n),
+            ("orphans", orphans),
+            ("duplicates", istats.duplicates),
+        ],
+    )?;
+    let mut output = output;
+    output.flush_stdout()?;
+    let stdout_closed = output.is_closed();
+    let side = [retry, failed, missing, orphans_file]
         .into_iter()
         .flatten()
-        .map(AtomicFile::finish_pending)
-        .collect::<Result<_>>()?;
-    let main_pending = match output {
-        Output::File(f) => Some(f.finish_pending()?),
-        stdout => {
-            stdout.finish()?;
-            None
-        }
-    };
-    for p in pending.into_iter().chain(main_pending) {
-        p.commit()?;
-    }
+        .map(Output::File);
+    commit_all(finish_all(side.chain([output]))?)?;
 
-    debug_assert_eq!(n_requests, ok + failed_n + missing_n);
-    debug_assert_eq!(istats.results, ok + failed_n + orphans + istats.duplicates);
-    if orphans > 0 && cfg.orphans.is_none() && cfg.summary != SummaryMode::Quiet {
-        eprintln!("batchline: {orphans} results match no request (orphans); keep them with --orphans FILE");
+    if orphans > 0 && cfg.orphans.is_none() {
+        cfg.common.note(&format!(
+            "batchline: {orphans} results match no request (orphans); keep them with --orphans FILE"
+        ));
     }
     let name = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
     Ok(JoinSummary {
@@ -1248,7 +1259,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         missing_file: name(&cfg.missing),
         orphans_file: name(&cfg.orphans),
         throughput: Throughput::new(bytes + istats.bytes, started.elapsed()),
-        outcome: Outcome::Clean,
+        outcome: Outcome::of(0, stdout_closed),
     })
 }
 

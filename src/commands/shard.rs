@@ -5,48 +5,61 @@
 //! at most `max_requests` lines, `max_bytes` bytes, `max_tokens` prompt tokens and (for
 //! embeddings) `max_embedding_inputs` inputs. A later duplicate of a custom_id is
 //! rejected, the first stays. All shards are written to hidden temporary files and
-//! renamed into place only when the whole input was read without a fatal error; the
-//! manifest is written last, so a directory with a `manifest.json` is complete.
+//! renamed into place only when the whole input was read without a fatal error.
+//!
+//! The commit protocol keeps one promise at every instant, a SIGKILL included: a
+//! directory with a `manifest.json` is complete. So an old manifest is removed before
+//! the first new shard is renamed over an old one, the shards are renamed, stale ones
+//! removed, and the new manifest is written last. If that last write fails, the shards
+//! just renamed are removed again (and the directory, when this run created it).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::{ErrorMode, Outcome, RejectRoute};
+pub use crate::batch::manifest::{Manifest, ManifestLimits, ShardFile, ShardTotals};
+
+use super::{check_accounting, CommonOptions, ErrorMode, Outcome, RejectRoute, Summary};
+use crate::batch::ids::{duplicate_reason, id_key, SeenIds};
+use crate::batch::manifest::MANIFEST_NAME;
 use crate::batch::request::{custom_id_of_line, custom_id_warning};
 use crate::batch::{limits, parse_request, tokens, Endpoint};
-use crate::engine::{self, EngineConfig, Flow};
+use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{AtomicFile, PendingFile};
+use crate::io::output::{
+    prepare_out_dir, safe_file_name, sync_dir, unique_name, AtomicFile, OutputSpec, PendingFile,
+};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::{Reject, RejectSink};
-use crate::report::{human_bytes, SummaryMode, Throughput};
+use crate::report::{human_bytes, Throughput};
+
+/// The default rejects file in the output directory. Not `*.jsonl`, so that it cannot
+/// be taken for a shard by anything that globs the directory.
+pub const DEFAULT_REJECTS: &str = "rejects.ndjson";
 
 /// Everything `shard` needs to know.
 #[derive(Clone, Debug)]
 pub struct ShardConfig {
     pub input: InputSpec,
-    pub out_dir: PathBuf,
+    /// Where shards go; may be `None` only with `check`.
+    pub out_dir: Option<PathBuf>,
     pub max_requests: u64,
     pub max_bytes: u64,
     /// Cap on prompt tokens per file (counted with the model's OpenAI encoding).
     pub max_tokens: Option<u64>,
     /// Cap on embedding inputs per embeddings file.
     pub max_embedding_inputs: u64,
-    pub on_error: ErrorMode,
-    /// Where skipped lines go (`--on-error skip`); default `OUT_DIR/rejects.jsonl`.
-    pub rejects: Option<PathBuf>,
     /// Validate and print the plan; write nothing.
     pub check: bool,
     /// Write into a directory that already holds files.
     pub force: bool,
-    pub summary: SummaryMode,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl ShardConfig {
-    pub fn new(input: InputSpec, out_dir: PathBuf) -> ShardConfig {
+    pub fn new(input: InputSpec, out_dir: Option<PathBuf>) -> ShardConfig {
         ShardConfig {
             input,
             out_dir,
@@ -54,66 +67,11 @@ impl ShardConfig {
             max_bytes: limits::MAX_BYTES,
             max_tokens: None,
             max_embedding_inputs: limits::MAX_EMBEDDING_INPUTS,
-            on_error: ErrorMode::Fail,
-            rejects: None,
             check: false,
             force: false,
-            summary: SummaryMode::Human,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
-}
-
-/// One output file, as listed in the manifest.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardFile {
-    pub name: String,
-    pub endpoint: String,
-    pub model: String,
-    pub requests: u64,
-    pub bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tokens: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub embedding_inputs: Option<u64>,
-    /// Empty in `--check` mode (nothing is written).
-    pub sha256: String,
-    pub first_custom_id: String,
-    pub last_custom_id: String,
-}
-
-/// Totals over the run; `lines = blank + requests + rejected` always holds.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct ShardTotals {
-    pub files: u64,
-    pub requests: u64,
-    pub bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub tokens: Option<u64>,
-    pub lines: u64,
-    pub blank: u64,
-    pub rejected: u64,
-    pub duplicates: u64,
-    pub warnings: u64,
-}
-
-/// `OUT_DIR/manifest.json`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Manifest {
-    pub version: u32,
-    pub input: String,
-    pub limits: ManifestLimits,
-    pub files: Vec<ShardFile>,
-    pub totals: ShardTotals,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ManifestLimits {
-    pub max_requests: u64,
-    pub max_bytes: u64,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub max_tokens: Option<u64>,
-    pub max_embedding_inputs: u64,
 }
 
 /// What `run` reports.
@@ -121,11 +79,11 @@ pub struct ManifestLimits {
 pub struct ShardSummary {
     pub command: &'static str,
     pub input: String,
-    pub out_dir: String,
+    pub out_dir: Option<String>,
     pub check: bool,
     #[serde(flatten)]
     pub totals: ShardTotals,
-    pub warning_kinds: HashMap<&'static str, u64>,
+    pub warning_kinds: BTreeMap<&'static str, u64>,
     pub rejects_file: Option<String>,
     pub throughput: Throughput,
     pub shards: Vec<ShardFile>,
@@ -190,10 +148,10 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
             continue;
         }
         if line.len + 1 > cfg.max_bytes {
+            // A request's bytes in a shard include its newline.
             let reason = format!(
-                "line is {} bytes, over --max-bytes {}",
-                line.len + 1,
-                cfg.max_bytes
+                "{} (--max-bytes)",
+                crate::io::input::too_long(line.len + 1, cfg.max_bytes)
             );
             out.verdicts
                 .push((line.number, line.offset, bad(reason, None)));
@@ -253,7 +211,7 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                             start,
                             end,
                             group: group as u32,
-                            id_hash: xxhash_rust::xxh3::xxh3_128(req.custom_id.as_bytes()),
+                            id_hash: id_key(&req.custom_id),
                             warning: custom_id_warning(&req.custom_id),
                             custom_id: req.custom_id.into(),
                             tokens,
@@ -288,7 +246,10 @@ struct Writer<'a> {
     groups: Vec<Group>,
     group_index: HashMap<(Endpoint, String), usize>,
     used_names: std::collections::HashSet<String>,
-    seen: HashMap<u128, u64>,
+    seen: SeenIds,
+    /// The run's inputs and outputs: every new shard is claimed here, so that none
+    /// can replace the input or the rejects file.
+    claims: PathClaims,
     /// Closed shards with their group (creation order) for a stable manifest order.
     /// Each closed shard is flushed and fsynced on its own thread, so that the disk
     /// works while the next shard is filled; all are joined before any rename.
@@ -298,7 +259,7 @@ struct Writer<'a> {
         Option<std::thread::JoinHandle<Result<(PendingFile, String)>>>,
     )>,
     totals: ShardTotals,
-    warning_kinds: HashMap<&'static str, u64>,
+    warning_kinds: BTreeMap<&'static str, u64>,
     rejects: RejectRoute,
 }
 
@@ -328,12 +289,9 @@ impl Writer<'_> {
                     )?;
                 }
                 Verdict::Good(good) => {
-                    if let Some(&first) = self.seen.get(&good.id_hash) {
+                    if let Some(first) = self.seen.first(good.id_hash) {
                         self.totals.duplicates += 1;
-                        let reason = format!(
-                            "duplicate custom_id \"{}\" (first at line {first})",
-                            good.custom_id
-                        );
+                        let reason = duplicate_reason(&good.custom_id, first);
                         let r = Reject::new(
                             number,
                             offset,
@@ -368,21 +326,13 @@ impl Writer<'_> {
         if let Some(&g) = self.group_index.get(&(endpoint, model.clone())) {
             return g;
         }
-        // Names must be unique even on a case-insensitive file system, and a suffixed
-        // name must not collide with a model literally named like it.
-        let plain = format!("{}.{}", endpoint.short_name(), sanitize(&model));
-        let hash =
-            xxhash_rust::xxh3::xxh3_64(format!("{}\n{model}", endpoint.url()).as_bytes()) as u32;
-        let mut base = plain.clone();
-        let mut n = 0u32;
-        while !self.used_names.insert(base.to_ascii_lowercase()) {
-            n += 1;
-            base = if n == 1 {
-                format!("{plain}-{hash:08x}")
-            } else {
-                format!("{plain}-{hash:08x}-{n}")
-            };
-        }
+        let base = unique_name(
+            &mut self.used_names,
+            &format!("{}.{}", endpoint.short_name(), safe_file_name(&model)),
+            &format!("{}\n{model}", endpoint.url()),
+            "",
+            |_| false,
+        );
         self.groups.push(Group {
             endpoint,
             model: model.clone(),
@@ -416,12 +366,15 @@ impl Writer<'_> {
             let group = &mut self.groups[g];
             let name = format!("{}.{:04}.jsonl", group.base_name, group.next_index);
             group.next_index += 1;
-            let file = if cfg.check {
-                None
-            } else {
-                let mut f = AtomicFile::create(&cfg.out_dir.join(&name))?;
-                f.hash_contents()?;
-                Some(f)
+            let file = match (&cfg.out_dir, cfg.check) {
+                (Some(dir), false) => {
+                    let path = dir.join(&name);
+                    self.claims.output_path(&path)?;
+                    let mut f = AtomicFile::create(&path, cfg.common.sync)?;
+                    f.hash_contents()?;
+                    Some(f)
+                }
+                _ => None,
             };
             group.open = Some(OpenShard {
                 file,
@@ -433,7 +386,7 @@ impl Writer<'_> {
                     bytes: 0,
                     tokens: cfg.max_tokens.map(|_| 0),
                     embedding_inputs: (group.endpoint == Endpoint::Embeddings).then_some(0),
-                    sha256: String::new(),
+                    sha256: None,
                     first_custom_id: good.custom_id.to_string(),
                     last_custom_id: String::new(),
                 },
@@ -486,51 +439,20 @@ impl Writer<'_> {
     }
 }
 
-pub use crate::io::output::safe_file_name as sanitize;
-
-/// Checks that the output directory may be written; returns the old manifest's file
-/// names (to remove stale shards after a forced rewrite).
-fn prepare_out_dir(cfg: &ShardConfig) -> Result<Vec<String>> {
-    let dir = &cfg.out_dir;
-    if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        return Ok(Vec::new());
-    }
-    if !dir.is_dir() {
-        return Err(Error::Usage(format!("{}: not a directory", dir.display())));
-    }
-    let visible = std::fs::read_dir(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .filter_map(|e| e.ok())
-        .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
-    if visible && !cfg.force {
-        return Err(Error::Usage(format!(
-            "{}: directory is not empty (use --force to write into it)",
-            dir.display()
-        )));
-    }
-    let old = std::fs::read(dir.join("manifest.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-        .map(|m| m.files.into_iter().map(|f| f.name).collect())
-        .unwrap_or_default();
-    Ok(old)
-}
-
 /// Runs `shard`. On failure nothing is left behind: no shard, no temp file, and not the
 /// output directory either when this run created it.
 pub fn run(cfg: &ShardConfig) -> Result<ShardSummary> {
-    let existed = cfg.out_dir.exists();
-    let result = run_inner(cfg);
-    if result.is_err() && !existed {
+    let mut created = false;
+    let result = run_inner(cfg, &mut created);
+    if let (Err(_), true, Some(dir)) = (&result, created, &cfg.out_dir) {
         // remove_dir only removes an empty directory.
-        let _ = std::fs::remove_dir(&cfg.out_dir);
+        let _ = std::fs::remove_dir(dir);
     }
     result
 }
 
-fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
-    let quiet = cfg.summary == SummaryMode::Quiet || !cfg.engine.progress;
+fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
+    let common = &cfg.common;
     let over = [
         ("--max-requests", cfg.max_requests, limits::MAX_REQUESTS),
         ("--max-bytes", cfg.max_bytes, limits::MAX_BYTES),
@@ -541,8 +463,10 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
         ),
     ];
     for (flag, value, limit) in over {
-        if value > limit && !quiet {
-            eprintln!("batchline: warning: {flag} {value} is above the OpenAI Batch API limit of {limit} per file");
+        if value > limit {
+            common.note(&format!(
+                "batchline: warning: {flag} {value} is above the OpenAI Batch API limit of {limit} per file"
+            ));
         }
     }
     if cfg.max_requests == 0
@@ -552,28 +476,42 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
     {
         return Err(Error::Usage("limits must be positive".into()));
     }
-    if cfg.rejects.is_some() && cfg.on_error == ErrorMode::Fail {
+    if common.rejects.is_some() && common.on_error == ErrorMode::Fail {
         return Err(Error::Usage(
             "--rejects needs --on-error skip (the default, fail, stops at the first bad line)"
                 .into(),
         ));
     }
+    let out_dir = match (&cfg.out_dir, cfg.check) {
+        (Some(d), false) => Some(d.as_path()),
+        (None, false) => return Err(Error::Usage("--out-dir is needed (or --check)".into())),
+        (_, true) => None,
+    };
+    let mut claims = PathClaims::new();
+    claims.input(&cfg.input)?;
     let input = OpenInput::open(&cfg.input)?;
-    let stale = if cfg.check {
-        Vec::new()
-    } else {
-        prepare_out_dir(cfg)?
+    let old_manifest = match out_dir {
+        Some(dir) => {
+            *created = prepare_out_dir(dir, cfg.force)?;
+            Manifest::read(dir).ok().flatten()
+        }
+        None => None,
     };
-    let rejects_path = match (&cfg.rejects, cfg.on_error, cfg.check) {
-        (_, _, true) | (_, ErrorMode::Fail, _) => None,
-        (Some(p), ErrorMode::Skip, false) => Some(p.clone()),
-        (None, ErrorMode::Skip, false) => Some(cfg.out_dir.join("rejects.jsonl")),
+    // Skipped lines go to `--rejects`, by default `OUT_DIR/rejects.ndjson`.
+    let default_rejects = out_dir.map(|d| OutputSpec::Path(d.join(DEFAULT_REJECTS)));
+    let rejects_path = match (&common.rejects, common.on_error, out_dir) {
+        (_, ErrorMode::Fail, _) | (_, _, None) => None,
+        (Some(p), ErrorMode::Skip, Some(_)) => Some(p.clone()),
+        (None, ErrorMode::Skip, Some(_)) => default_rejects.clone(),
     };
-    let rejects = match &rejects_path {
-        Some(p) => RejectSink::to_file(p)?,
-        None => RejectSink::create(None)?,
-    };
-    let mut engine_cfg = cfg.engine.clone();
+    if let Some(dir) = out_dir {
+        claims.output_path(&dir.join(MANIFEST_NAME))?;
+    }
+    if let Some(p) = &rejects_path {
+        claims.output(p)?;
+    }
+    let rejects = RejectSink::create(rejects_path.as_ref(), common.sync)?;
+    let mut engine_cfg = common.engine.clone();
     // A line over --max-bytes is rejected anyway, so it need not be held whole; but up
     // to 1 MiB of it is kept for the rejects file, from files and streams alike.
     engine_cfg.max_line = usize::try_from(cfg.max_bytes)
@@ -585,16 +523,12 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
         groups: Vec::new(),
         group_index: HashMap::new(),
         used_names: Default::default(),
-        seen: HashMap::new(),
+        seen: SeenIds::default(),
+        claims,
         finished: Vec::new(),
         totals: ShardTotals::default(),
-        warning_kinds: HashMap::new(),
-        rejects: RejectRoute::new(
-            input.name().to_string(),
-            cfg.on_error,
-            rejects,
-            cfg.summary == SummaryMode::Quiet || !cfg.engine.progress,
-        ),
+        warning_kinds: BTreeMap::new(),
+        rejects: RejectRoute::new(input.name().to_string(), common, rejects),
     };
     let stats = engine::run(
         input,
@@ -633,38 +567,30 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
     if cfg.max_tokens.is_some() && totals.tokens.is_none() {
         totals.tokens = Some(0);
     }
-    let mut files: Vec<ShardFile> = finished.iter().map(|(_, m, _)| m.clone()).collect();
-    if !cfg.check {
-        rejects.finish()?;
-        let mut written = std::collections::HashSet::new();
-        // Every shard must be complete on disk before the first one is renamed.
-        let mut ready = Vec::with_capacity(finished.len());
-        for ((_, mut meta, pending), listed) in finished.into_iter().zip(files.iter_mut()) {
-            let p = match pending {
-                Some(h) => {
-                    let (p, sha) = h
-                        .join()
-                        .map_err(|_| Error::Other("a shard writer thread panicked".into()))??;
-                    meta.sha256 = sha.clone();
-                    listed.sha256 = sha;
-                    Some(p)
-                }
-                None => None,
-            };
-            ready.push((meta, p));
+    check_accounting(
+        "shard",
+        totals.lines,
+        &[
+            ("blank", totals.blank),
+            ("requests", totals.requests),
+            ("rejected", totals.rejected),
+        ],
+    )?;
+    // Every shard must be complete on disk before the first one is renamed.
+    let mut files = Vec::with_capacity(finished.len());
+    let mut ready = Vec::with_capacity(finished.len());
+    for (_, mut meta, pending) in finished {
+        if let Some(h) = pending {
+            let (p, sha) = h
+                .join()
+                .map_err(|_| Error::Other("a shard writer thread panicked".into()))??;
+            meta.sha256 = Some(sha);
+            ready.push(p);
         }
-        for (meta, pending) in ready {
-            if let Some(p) = pending {
-                p.commit()?;
-            }
-            written.insert(meta.name);
-        }
-        for name in stale.iter().filter(|n| !written.contains(*n)) {
-            let _ = std::fs::remove_file(
-                cfg.out_dir
-                    .join(Path::new(name).file_name().unwrap_or_default()),
-            );
-        }
+        files.push(meta);
+    }
+    let rejects_pending = rejects.finish_pending()?;
+    if let Some(dir) = out_dir {
         let manifest = Manifest {
             version: 1,
             input: cfg.input.display_name(),
@@ -677,34 +603,104 @@ fn run_inner(cfg: &ShardConfig) -> Result<ShardSummary> {
             files: files.clone(),
             totals: totals.clone(),
         };
-        let mut m = AtomicFile::create(&cfg.out_dir.join("manifest.json"))?;
-        let mut text = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        text.push(b'\n');
-        m.write_all(&text)?;
-        m.commit()?;
+        let mut stale: Vec<PathBuf> = old_manifest.map(|m| m.file_paths(dir)).unwrap_or_default();
+        // A default rejects file of an earlier run goes too when this run writes none.
+        stale.extend(
+            default_rejects
+                .filter(|d| rejects_path.as_ref() != Some(d))
+                .and_then(|d| d.path().map(Path::to_path_buf)),
+        );
+        commit_shards(
+            dir,
+            &manifest,
+            ready,
+            rejects_pending,
+            &stale,
+            common.sync,
+            *created,
+        )?;
     }
-    debug_assert_eq!(
-        totals.lines,
-        totals.blank + totals.requests + totals.rejected
-    );
     let outcome = Outcome::from_rejected(totals.rejected);
     Ok(ShardSummary {
         command: "shard",
         input: cfg.input.display_name(),
-        out_dir: cfg.out_dir.display().to_string(),
+        out_dir: out_dir.map(|d| d.display().to_string()),
         check: cfg.check,
         totals,
         warning_kinds,
-        rejects_file: rejects_path.map(|p| p.display().to_string()),
+        rejects_file: rejects_path.map(|p| p.display_name()),
         throughput: Throughput::new(stats.bytes, stats.elapsed),
         shards: files,
         outcome,
     })
 }
 
-impl ShardSummary {
-    /// The one-line human summary.
-    pub fn human(&self) -> String {
+/// The commit protocol (see the module docs): the old manifest goes first, then the
+/// shards and the rejects file are renamed into place, stale files of the old manifest
+/// are removed, and the new manifest is written last. A failure before the manifest is
+/// in place removes the shards renamed so far: the directory then holds no manifest,
+/// which says truthfully that it is not complete.
+fn commit_shards(
+    dir: &Path,
+    manifest: &Manifest,
+    shards: Vec<PendingFile>,
+    rejects: Option<PendingFile>,
+    stale: &[PathBuf],
+    sync: bool,
+    created: bool,
+) -> Result<()> {
+    let manifest_path = dir.join(MANIFEST_NAME);
+    let mut m = AtomicFile::create(&manifest_path, sync)?;
+    m.write_all(&manifest.to_bytes())?;
+    let manifest_pending = m.finish_pending()?;
+    match std::fs::remove_file(&manifest_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(&manifest_path, e))
+        }
+        _ => {}
+    }
+    if sync && !created {
+        sync_dir(dir)?;
+    }
+    let mut placed: Vec<PathBuf> = Vec::with_capacity(shards.len());
+    let renamed = || -> Result<()> {
+        for p in shards {
+            let dest = p.dest().to_path_buf();
+            p.commit()?;
+            placed.push(dest);
+        }
+        let keep: std::collections::HashSet<&Path> = placed.iter().map(PathBuf::as_path).collect();
+        for old in stale.iter().filter(|p| !keep.contains(p.as_path())) {
+            match std::fs::remove_file(old) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::io(old, e))
+                }
+                _ => {}
+            }
+        }
+        if let Some(r) = rejects {
+            r.commit()?;
+        }
+        if sync {
+            sync_dir(dir)?;
+        }
+        manifest_pending.commit()?;
+        if sync {
+            sync_dir(dir)?;
+        }
+        Ok(())
+    };
+    let result = renamed();
+    if result.is_err() {
+        for p in &placed {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    result
+}
+
+impl Summary for ShardSummary {
+    fn human(&self) -> String {
         let t = &self.totals;
         let mut s = format!(
             "shard{}: {} lines: {} requests in {} files ({}), {} rejected ({} duplicates), {} blank",
@@ -727,6 +723,21 @@ impl ShardSummary {
         s
     }
 
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        false
+    }
+
+    /// `--check` prints its plan: one line per file.
+    fn stdout_text(&self) -> Option<String> {
+        self.check.then(|| self.plan())
+    }
+}
+
+impl ShardSummary {
     /// The plan printed by `--check`: one line per file.
     pub fn plan(&self) -> String {
         let mut s = String::new();

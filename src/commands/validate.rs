@@ -39,16 +39,18 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{Outcome, RejectEcho};
-use crate::engine::{self, EngineConfig, Flow};
+use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{ensure_not_input, AtomicFile, Output, OutputSpec};
+use crate::io::output::{commit_all, finish_all, AtomicFile, Output, OutputSpec};
+use crate::io::paths::PathClaims;
 use crate::io::rejects::MAX_REJECT_TEXT;
 use crate::json;
-use crate::report::{SummaryMode, Throughput};
+use crate::report::Throughput;
 use crate::tokenize::{
-    parse_rules_file, EvalCache, LoadOptions, Rule, RuleError, RuleSet, TokenizerSet, TokenizerSpec,
+    parse_rules_file, take_tokenizer_lines, EvalCache, LoadOptions, Rule, RuleError, RuleSet,
+    TokenizerSet, TokenizerSource, TokenizerSpec,
 };
 
 /// The member `--annotate` adds to each valid record.
@@ -59,8 +61,11 @@ pub const ANNOTATION_KEY: &str = "_tokens";
 pub struct ValidateConfig {
     pub input: InputSpec,
     pub output: OutputSpec,
-    /// `--tokenizer` arguments, in order (the order of every per-tokenizer count).
+    /// `--tokenizer` arguments, in order (the order of every per-tokenizer count); the
+    /// `tokenizer` lines of `rules_file` come after them.
     pub tokenizers: Vec<TokenizerSpec>,
+    /// `--revision`: for the Hub tokenizers that name none.
+    pub revision: Option<String>,
     /// `--rule` arguments (`expr` or `name: expr`), in order; evaluated before the rules
     /// of `rules_file`.
     pub rules: Vec<String>,
@@ -72,13 +77,9 @@ pub struct ValidateConfig {
     pub annotate: bool,
     /// Stop after this many valid records.
     pub target: Option<u64>,
-    pub rejects: Option<OutputSpec>,
     /// `--report FILE`: the summary as JSON.
     pub report: Option<PathBuf>,
-    pub summary: SummaryMode,
-    /// No echo of the first unreadable lines on stderr.
-    pub quiet: bool,
-    pub engine: EngineConfig,
+    pub common: CommonOptions,
 }
 
 impl ValidateConfig {
@@ -87,16 +88,14 @@ impl ValidateConfig {
             input,
             output,
             tokenizers: Vec::new(),
+            revision: None,
             rules: Vec::new(),
             rules_file: None,
             special: false,
             annotate: false,
             target: None,
-            rejects: None,
             report: None,
-            summary: SummaryMode::Human,
-            quiet: false,
-            engine: EngineConfig::default(),
+            common: CommonOptions::default(),
         }
     }
 }
@@ -180,9 +179,17 @@ fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 
-impl ValidateSummary {
+impl Summary for ValidateSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        self.data_on_stdout
+    }
+
     /// The human report: a few lines for stderr.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut s = format!(
             "validate: {} records, {} valid ({:.1}%), {} invalid",
             self.records,
@@ -437,10 +444,7 @@ impl Ctx<'_> {
             let mut valid = false;
             let mut bad_json = false;
             let parsed: std::result::Result<(&str, Value), String> = if line.is_cut() {
-                Err(format!(
-                    "line too long: {} bytes, longer than this run keeps in memory",
-                    line.len
-                ))
+                Err(line.too_long())
             } else {
                 line.text()
                     .and_then(|t| match serde_json::from_str::<Value>(t) {
@@ -546,10 +550,13 @@ struct Totals {
 struct Writer {
     out: Output,
     rejects: Option<Output>,
+    /// A rejects file or a report was asked for: a closed stdout does not stop the run.
+    side_files: bool,
     totals: Totals,
     target: Option<u64>,
     width: usize,
     echo: RejectEcho,
+    on_error: ErrorMode,
     name: String,
 }
 
@@ -602,9 +609,20 @@ impl Writer {
         if let Some(r) = self.rejects.as_mut() {
             r.write_all(&o.rejects[..rej_end])?;
         }
+        if self.out.is_closed() && !self.side_files {
+            return Err(Error::BrokenPipe);
+        }
         for (line, offset, reason) in o.echoes {
             if cut.is_some_and(|i| line > o.entries[i].line) {
                 break;
+            }
+            if self.on_error == ErrorMode::Fail {
+                return Err(Error::BadLine {
+                    file: self.name.clone(),
+                    line,
+                    offset,
+                    reason,
+                });
             }
             self.echo.echo(&self.name, line, offset, &reason);
         }
@@ -641,14 +659,19 @@ fn rule_error(e: RuleError, args: &[String], file_text: Option<&str>) -> Error {
 }
 
 /// Parses the `--rule` arguments then the `--rules` file.
-pub fn parse_rules(cfg: &ValidateConfig) -> Result<Vec<Rule>> {
+/// The rules of `--rule` and `--rules FILE`, and the tokenizers declared in the file.
+pub fn parse_rules(cfg: &ValidateConfig) -> Result<(Vec<Rule>, Vec<TokenizerSpec>)> {
     let mut rules = Vec::new();
+    let mut tokenizers = Vec::new();
     for (i, src) in cfg.rules.iter().enumerate() {
         rules.push(Rule::parse_arg(i + 1, src).map_err(|e| rule_error(e, &cfg.rules, None))?);
     }
     if let Some(path) = &cfg.rules_file {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let name = path.display().to_string();
+        let (text, specs) =
+            take_tokenizer_lines(&name, &text).map_err(|e| Error::Usage(e.to_string()))?;
+        tokenizers = specs;
         let more =
             parse_rules_file(&name, &text).map_err(|e| rule_error(e, &cfg.rules, Some(&text)))?;
         rules.extend(more);
@@ -658,7 +681,7 @@ pub fn parse_rules(cfg: &ValidateConfig) -> Result<Vec<Rule>> {
             "no rule given (use --rule RULE or --rules FILE)".into(),
         ));
     }
-    Ok(rules)
+    Ok((rules, tokenizers))
 }
 
 pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
@@ -667,44 +690,49 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         return Err(Error::Usage("--target must be at least 1".into()));
     }
     // Outputs must differ from each other and from the input.
-    let input_paths: Vec<&std::path::Path> = cfg.input.path().into_iter().collect();
-    let mut out_paths: Vec<&std::path::Path> = Vec::new();
-    if let OutputSpec::Path(p) = &cfg.output {
-        out_paths.push(p);
-    }
-    if let Some(OutputSpec::Path(p)) = &cfg.rejects {
-        out_paths.push(p);
+    let mut claims = PathClaims::new();
+    claims.input(&cfg.input)?;
+    claims.output(&cfg.output)?;
+    if let Some(r) = &cfg.common.rejects {
+        claims.output(r)?;
     }
     if let Some(p) = &cfg.report {
-        out_paths.push(p);
+        claims.output_path(p)?;
     }
-    for (i, p) in out_paths.iter().enumerate() {
-        ensure_not_input(p, &input_paths)?;
-        if out_paths[..i].contains(p) {
-            return Err(Error::Usage(format!(
-                "{}: given as two outputs (output, --rejects, --report must differ)",
-                p.display()
-            )));
-        }
-    }
-    if cfg.output.is_stdout() && matches!(cfg.rejects, Some(OutputSpec::Stdout)) {
+    if cfg.output.is_stdout() && matches!(cfg.common.rejects, Some(OutputSpec::Stdout)) {
         return Err(Error::Usage(
             "the output and the rejects cannot both go to stdout".into(),
         ));
     }
 
     // Everything that can be wrong with the arguments, before any record is read.
-    let rules = parse_rules(cfg)?;
+    let (rules, file_tokenizers) = parse_rules(cfg)?;
+    let specs: Vec<TokenizerSpec> = cfg
+        .tokenizers
+        .iter()
+        .cloned()
+        .chain(file_tokenizers)
+        .collect();
+    if cfg.revision.is_some()
+        && !specs
+            .iter()
+            .any(|s| matches!(s.source, TokenizerSource::Hub { .. }))
+    {
+        return Err(Error::Usage(
+            "--revision is for Hub tokenizers (ORG/NAME), and none was given".into(),
+        ));
+    }
     let input = OpenInput::open(&cfg.input)?;
     let load_started = Instant::now();
     // Hub tokenizers may be downloaded here: progress as the engine's, Ctrl-C stops it.
     let load = LoadOptions {
-        progress: cfg.engine.progress,
-        cancel: Some(&engine::INTERRUPTED),
+        revision: cfg.revision.clone(),
+        progress: cfg.common.engine.progress,
+        cancel: Some(cfg.common.engine.cancel.as_atomic()),
         ..LoadOptions::default()
     };
-    let set = TokenizerSet::load_with(&cfg.tokenizers, &load).map_err(|e| {
-        if engine::INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    let set = TokenizerSet::load_with(&specs, &load).map_err(|e| {
+        if cfg.common.engine.cancel.is_cancelled() {
             Error::Interrupted
         } else {
             Error::Usage(e.to_string())
@@ -724,12 +752,18 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         rules: &rule_set,
         names: names.clone(),
         annotate: cfg.annotate,
-        write_rejects: cfg.rejects.is_some(),
+        write_rejects: cfg.common.rejects.is_some(),
         pool: Mutex::new(Vec::new()),
     };
     let mut writer = Writer {
-        out: Output::create(&cfg.output)?,
-        rejects: cfg.rejects.as_ref().map(Output::create).transpose()?,
+        out: Output::create(&cfg.output, cfg.common.sync)?,
+        rejects: cfg
+            .common
+            .rejects
+            .as_ref()
+            .map(|r| Output::create(r, cfg.common.sync))
+            .transpose()?,
+        side_files: cfg.report.is_some() || matches!(cfg.common.rejects, Some(OutputSpec::Path(_))),
         totals: Totals {
             failures: vec![0; rule_set.rules().len()],
             tokens: vec![0; width],
@@ -737,12 +771,13 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         target: cfg.target,
         width,
-        echo: RejectEcho::new(cfg.quiet || cfg.summary == SummaryMode::Quiet),
+        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
+        on_error: cfg.common.on_error,
         name: input.name().to_string(),
     };
     let stats = engine::run(
         input,
-        &cfg.engine,
+        &cfg.common.engine,
         |chunk| ctx.chunk(chunk),
         |chunk, out| writer.consume(&chunk, out),
     )?;
@@ -752,10 +787,11 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         totals: t,
         ..
     } = writer;
-    if let Some(r) = rejects {
-        r.finish()?;
-    }
-    out.finish()?;
+    // Finish every file (the report below too), then commit them all.
+    let mut out = out;
+    out.flush_stdout()?;
+    let stdout_closed = out.is_closed();
+    let mut pending = finish_all(rejects.into_iter().chain([out]))?;
 
     let elapsed: Duration = stats.elapsed;
     let secs = elapsed.as_secs_f64();
@@ -765,7 +801,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         command: "validate",
         input: cfg.input.display_name(),
         output: cfg.output.display_name(),
-        rejects_file: cfg.rejects.as_ref().map(|r| r.display_name()),
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
         tokenizers: rule_set
             .tokenizers()
             .iter()
@@ -815,19 +851,17 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         load_seconds: round3(load_seconds.as_secs_f64()),
         total_seconds: round3(started.elapsed().as_secs_f64()),
-        outcome: if invalid > 0 {
-            Outcome::WithRejects
-        } else {
-            Outcome::Clean
-        },
-        data_on_stdout: cfg.output.is_stdout() || matches!(cfg.rejects, Some(OutputSpec::Stdout)),
+        outcome: Outcome::of(invalid, stdout_closed),
+        data_on_stdout: cfg.output.is_stdout()
+            || matches!(cfg.common.rejects, Some(OutputSpec::Stdout)),
     };
     if let Some(path) = &cfg.report {
-        let mut f = AtomicFile::create(path)?;
+        let mut f = AtomicFile::create(path, cfg.common.sync)?;
         let mut text = serde_json::to_vec_pretty(&summary).expect("summary serialises");
         text.push(b'\n');
         f.write_all(&text)?;
-        f.commit()?;
+        pending.push(f.finish_pending()?);
     }
+    commit_all(pending)?;
     Ok(summary)
 }

@@ -249,12 +249,17 @@ fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
     {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return Some(Duration::from_secs_f64(
+            ms.clamp(0.0, 86_400_000.0) / 1000.0,
+        ));
     }
+    // An HTTP date or garbage is ignored (the backoff applies); NaN and infinities too.
     h.get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| v.is_finite())
         .map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0)))
 }
 

@@ -5,9 +5,13 @@
 //! reader thread into buffers of about [`CHUNK_BYTES`]; memory stays bounded by the
 //! number of chunks in flight, never by the size of the input.
 //!
-//! Memory maps: if another process truncates the file while we read it, the kernel
-//! sends SIGBUS. Like ripgrep we accept that risk for regular files given on the command
-//! line (it needs a concurrent writer misbehaving); stdin and pipes are never mapped.
+//! Memory maps: if another process truncates the file while we read it, touching the
+//! lost pages raises SIGBUS, which would kill the process with no message and leave
+//! its temporary files behind. So before mapping, a SIGBUS handler is installed that
+//! maps zero pages over the lost ones (the read goes on, seeing zeros), and every
+//! mapped chunk and the whole file are checked against the file's current length
+//! ([`MappedFile::check_intact`]) before their data is used and before any output is
+//! committed: a file that shrank is a clear error naming it, and nothing is written.
 
 use std::fs::File;
 use std::io::Read;
@@ -63,10 +67,86 @@ impl std::fmt::Display for InputSpec {
     }
 }
 
+/// A regular file mapped whole; the file stays open so that its length can be checked.
+pub struct MappedFile {
+    map: Mmap,
+    file: File,
+    name: String,
+}
+
+impl MappedFile {
+    /// Fails when the file is now shorter than it was when mapped: some of what was
+    /// read may then be the zeros that the SIGBUS handler put in place of lost pages.
+    pub fn check_intact(&self) -> Result<()> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(|e| Error::io(&self.name, e))?
+            .len();
+        if now < self.map.len() as u64 {
+            return Err(Error::Other(format!(
+                "{}: the file shrank from {} to {now} bytes while it was being read (another program changed it); nothing was written",
+                self.name,
+                self.map.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+/// Installs the SIGBUS handler that turns a read past the end of a shrunk mapped file
+/// into a read of zeros (see the module docs). Installing it again is harmless.
+#[cfg(target_os = "linux")]
+fn install_sigbus_handler() {
+    extern "C" fn on_sigbus(_: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+        // SAFETY: only async-signal-safe calls (sysconf, mmap, signal); `info` is the
+        // kernel's description of this fault.
+        unsafe {
+            if (*info).si_code == libc::BUS_ADRERR {
+                let page = libc::sysconf(libc::_SC_PAGESIZE).max(4096) as usize;
+                let base = ((*info).si_addr() as usize) & !(page - 1);
+                // A file mapping past its file's end: put a private zero page there.
+                // The faulting read is retried and sees zeros.
+                let p = libc::mmap(
+                    base as *mut libc::c_void,
+                    page,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                );
+                if p != libc::MAP_FAILED {
+                    return;
+                }
+            }
+            // Any other bus error: the default action, taken when the read is retried.
+            libc::signal(libc::SIGBUS, libc::SIG_DFL);
+        }
+    }
+    // SAFETY: a plain sigaction call with a handler that only makes signal-safe calls.
+    unsafe {
+        let mut sa: libc::sigaction = std::mem::zeroed();
+        sa.sa_sigaction = on_sigbus as *const () as usize;
+        sa.sa_flags = libc::SA_SIGINFO;
+        libc::sigemptyset(&mut sa.sa_mask);
+        libc::sigaction(libc::SIGBUS, &sa, std::ptr::null_mut());
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn install_sigbus_handler() {}
+
 /// The bytes of one chunk: a window on a shared memory map, or an owned buffer.
 pub enum ChunkBytes {
     Mapped {
-        map: Arc<Mmap>,
+        map: Arc<MappedFile>,
         start: usize,
         end: usize,
     },
@@ -77,12 +157,13 @@ pub enum ChunkBytes {
 /// address space, so that resident memory does not grow with the size of the mapped
 /// input (the data stays in the page cache; a later read of these bytes would map them
 /// again from the file, so nothing can ever see other bytes).
-pub fn release_pages(map: &Mmap, range: std::ops::Range<usize>) {
+pub fn release_pages(map: &MappedFile, range: std::ops::Range<usize>) {
     #[cfg(unix)]
     // SAFETY: a read-only, file-backed mapping: dropped pages are re-read from the file
     // if touched again.
     let _ = unsafe {
-        map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
+        map.map
+            .unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, range.len())
     };
     #[cfg(not(unix))]
     let _ = (map, range);
@@ -131,6 +212,26 @@ pub struct Line<'a> {
     pub bytes: &'a [u8],
     /// The full length of the line in bytes (equal to `bytes.len()` unless cut).
     pub len: u64,
+    /// The longest line this run keeps whole (a longer one is cut).
+    pub limit: usize,
+}
+
+/// `bytes` as UTF-8 text, or the reason it is not, with the position: the one check
+/// of every command. simdutf8 checks valid text several times faster than std; only a
+/// failure pays for finding the position.
+pub fn utf8_text(bytes: &[u8]) -> std::result::Result<&str, String> {
+    match simdutf8::basic::from_utf8(bytes) {
+        Ok(t) => Ok(t),
+        Err(_) => {
+            let at = simdutf8::compat::from_utf8(bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
+            Err(format!("invalid UTF-8 at byte {at} of the line"))
+        }
+    }
+}
+
+/// The one wording for a line over a limit, with the limit: every command says it so.
+pub fn too_long(len: u64, limit: u64) -> String {
+    format!("line is {len} bytes, over the limit of {limit} bytes")
 }
 
 impl Line<'_> {
@@ -139,16 +240,14 @@ impl Line<'_> {
         self.len == self.bytes.len() as u64 && self.bytes.iter().all(|&b| b == b' ' || b == b'\t')
     }
 
-    /// The line as UTF-8 text (SIMD-validated), or the reason it is not.
+    /// The line as UTF-8 text, or the reason it is not ([`utf8_text`]).
     pub fn text(&self) -> std::result::Result<&str, String> {
-        match simdutf8::basic::from_utf8(self.bytes) {
-            Ok(t) => Ok(t),
-            Err(_) => {
-                let at =
-                    simdutf8::compat::from_utf8(self.bytes).map_or_else(|e| e.valid_up_to(), |_| 0);
-                Err(format!("invalid UTF-8 at byte {at} of the line"))
-            }
-        }
+        utf8_text(self.bytes)
+    }
+
+    /// The reason for rejecting a cut line ([`too_long`] with this run's limit).
+    pub fn too_long(&self) -> String {
+        too_long(self.len, self.limit as u64)
     }
 
     /// True when only the beginning of the line was kept.
@@ -160,10 +259,18 @@ impl Line<'_> {
 impl Chunk {
     /// The mapping and byte range behind a memory-mapped chunk (to release its pages
     /// once consumed); `None` for a chunk read into memory.
-    pub fn mapped_range(&self) -> Option<(Arc<Mmap>, std::ops::Range<usize>)> {
+    pub fn mapped_range(&self) -> Option<(Arc<MappedFile>, std::ops::Range<usize>)> {
         match &self.bytes {
             ChunkBytes::Mapped { map, start, end } => Some((Arc::clone(map), *start..*end)),
             ChunkBytes::Owned(_) => None,
+        }
+    }
+
+    /// For a mapped chunk, fails when its file shrank ([`MappedFile::check_intact`]).
+    pub fn check_intact(&self) -> Result<()> {
+        match &self.bytes {
+            ChunkBytes::Mapped { map, .. } => map.check_intact(),
+            ChunkBytes::Owned(_) => Ok(()),
         }
     }
 
@@ -234,6 +341,7 @@ impl<'a> Iterator for Lines<'a> {
             offset,
             bytes: line,
             len,
+            limit: self.max_line,
         })
     }
 }
@@ -248,10 +356,23 @@ pub fn count_lines(bytes: &[u8]) -> u64 {
     }
 }
 
+/// `file` as a stream of its decompressed bytes (`compression` from its name).
+pub fn decoder(file: File, compression: Compression, path: &Path) -> Result<Box<dyn Read + Send>> {
+    Ok(match compression {
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?)
+        }
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(std::io::BufReader::new(
+            file,
+        ))),
+        Compression::None => Box::new(file),
+    })
+}
+
 /// An opened input, ready to be cut into chunks.
 pub enum OpenInput {
     /// A regular uncompressed file, mapped whole.
-    Mapped { map: Arc<Mmap>, name: String },
+    Mapped { map: Arc<MappedFile>, name: String },
     /// A stream: stdin, a pipe, or a decompressor.
     Stream {
         reader: Box<dyn Read + Send>,
@@ -283,41 +404,36 @@ impl OpenInput {
             )));
         }
         let compression = Compression::from_name(&name);
-        let known_len = meta.is_file().then_some(meta.len());
-        match compression {
-            Compression::Zstd => {
-                let dec = zstd::stream::read::Decoder::new(file).map_err(|e| Error::io(path, e))?;
-                Ok(OpenInput::Stream {
-                    reader: Box::new(dec),
-                    name,
-                    known_len: None,
-                })
-            }
-            Compression::Gzip => {
-                let dec = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
-                Ok(OpenInput::Stream {
-                    reader: Box::new(dec),
-                    name,
-                    known_len: None,
-                })
-            }
-            Compression::None if meta.is_file() && meta.len() > 0 => {
-                // SAFETY: the file is opened read-only and is a regular file named by the
-                // user; the only hazard is a concurrent truncation (SIGBUS), documented
-                // in the module docs and accepted as ripgrep does.
-                let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-                #[cfg(unix)]
-                let _ = map.advise(memmap2::Advice::Sequential);
-                Ok(OpenInput::Mapped {
-                    map: Arc::new(map),
-                    name,
-                })
-            }
-            Compression::None => Ok(OpenInput::Stream {
-                reader: Box::new(file),
+        if compression == Compression::None && meta.is_file() && meta.len() > 0 {
+            install_sigbus_handler();
+            // SAFETY: the file is opened read-only and is a regular file named by the
+            // user; the one hazard, a concurrent truncation, is handled by the SIGBUS
+            // handler and the length checks (see the module docs).
+            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            return Ok(OpenInput::Mapped {
+                map: Arc::new(MappedFile {
+                    map,
+                    file,
+                    name: name.clone(),
+                }),
                 name,
-                known_len,
-            }),
+            });
+        }
+        let known_len = (meta.is_file() && compression == Compression::None).then_some(meta.len());
+        Ok(OpenInput::Stream {
+            reader: decoder(file, compression, path)?,
+            name,
+            known_len,
+        })
+    }
+
+    /// The mapped file behind this input, if it is one (to check it at the end).
+    pub fn mapped(&self) -> Option<Arc<MappedFile>> {
+        match self {
+            OpenInput::Mapped { map, .. } => Some(Arc::clone(map)),
+            OpenInput::Stream { .. } => None,
         }
     }
 
@@ -340,9 +456,8 @@ impl OpenInput {
     /// stays bounded; from a mapped file, it comes out cut the same way.
     pub fn into_chunks(self, max_line: usize) -> ChunkIter {
         match self {
-            OpenInput::Mapped { map, name } => ChunkIter::Mapped(MappedChunks {
+            OpenInput::Mapped { map, .. } => ChunkIter::Mapped(MappedChunks {
                 map,
-                name,
                 pos: 0,
                 index: 0,
                 line: 1,
@@ -379,9 +494,7 @@ impl Iterator for ChunkIter {
 }
 
 pub struct MappedChunks {
-    map: Arc<Mmap>,
-    #[allow(dead_code)]
-    name: String,
+    map: Arc<MappedFile>,
     pos: usize,
     index: u64,
     line: u64,
@@ -563,6 +676,30 @@ impl StreamChunks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A mapped file cut short while it is read: reading the lost pages does not
+    /// kill the process (SIGBUS), and the check names the file and the sizes.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_file_that_shrinks_while_mapped_is_an_error_not_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.jsonl");
+        std::fs::write(&path, "x".repeat(3 << 20) + "\n").unwrap();
+        let input = OpenInput::open(&InputSpec::Path(path.clone())).unwrap();
+        let mapped = input.mapped().expect("a regular file is mapped");
+        mapped.check_intact().unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        // Touch every page, the lost ones included.
+        let sum: u64 = mapped.iter().step_by(4096).map(|&b| u64::from(b)).sum();
+        assert!(sum < u64::from(b'x') * ((3 << 20) / 4096 + 1));
+        let err = mapped.check_intact().unwrap_err().to_string();
+        assert!(err.contains("in.jsonl") && err.contains("shrank"), "{err}");
+    }
 
     /// A line longer than `max_line` comes out cut (its beginning, its full length) the
     /// same way from a mapped file as from a stream; shorter lines come out whole.

@@ -3,6 +3,7 @@
 
 pub mod input;
 pub mod output;
+pub mod paths;
 pub mod rejects;
 
 /// The compression implied by a file name: `.zst` and `.gz` are handled as streams.

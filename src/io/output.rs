@@ -15,11 +15,6 @@ use crate::error::{Error, Result};
 
 const BUF_BYTES: usize = 1 << 20;
 
-/// Whether committed files are synced to disk before the rename (the default). Turning
-/// it off (`--no-sync`) keeps outputs atomic against a crash of the process, but not
-/// against a crash of the machine.
-pub static SYNC_ON_COMMIT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
-
 /// Where an output goes: a path, or `-` for standard output.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum OutputSpec {
@@ -45,6 +40,13 @@ impl OutputSpec {
 
     pub fn is_stdout(&self) -> bool {
         matches!(self, OutputSpec::Stdout)
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            OutputSpec::Stdout => None,
+            OutputSpec::Path(p) => Some(p),
+        }
     }
 }
 
@@ -352,11 +354,16 @@ pub struct AtomicFile {
     bytes_in: u64,
     /// The SHA-256 of the bytes written, when asked for ([`AtomicFile::hash_contents`]).
     hasher: Option<sha2::Sha256>,
+    /// Whether the file is synced to disk before the rename (the default). Off
+    /// (`--no-sync`), outputs stay atomic against a crash of the process, but not
+    /// against a crash of the machine.
+    sync: bool,
 }
 
 impl AtomicFile {
-    /// Starts writing `dest` (compressed if its name ends `.zst` or `.gz`).
-    pub fn create(dest: &Path) -> Result<AtomicFile> {
+    /// Starts writing `dest` (compressed if its name ends `.zst` or `.gz`); `sync`:
+    /// fsync before the rename.
+    pub fn create(dest: &Path, sync: bool) -> Result<AtomicFile> {
         // A destination that exists and is not a regular file (`/dev/null`,
         // `/dev/stderr`, a named pipe) is written in place: renaming over it would
         // replace the device or link with a regular file.
@@ -365,8 +372,10 @@ impl AtomicFile {
         if is_link && !special_dir {
             // Write through the link: the target is replaced atomically, the link stays.
             if let Ok(target) = std::fs::canonicalize(dest) {
-                return AtomicFile::create(&target);
+                return AtomicFile::create(&target, sync);
             }
+            // A link to nothing: refused rather than replaced by a regular file.
+            super::paths::refuse_dangling_link(dest)?;
         }
         if (special_dir && std::fs::metadata(dest).is_ok())
             || std::fs::metadata(dest).is_ok_and(|m| !m.is_file() && !m.is_dir())
@@ -393,12 +402,10 @@ impl AtomicFile {
                 encoder: Some(encoder),
                 bytes_in: 0,
                 hasher: None,
+                sync,
             });
         }
-        let dir = match dest.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = super::paths::parent_dir(dest);
         let file_name = dest
             .file_name()
             .ok_or_else(|| Error::Usage(format!("{}: not a file name", dest.display())))?
@@ -409,7 +416,7 @@ impl AtomicFile {
             .suffix(".tmp")
             .permissions(default_permissions(dest))
             .tempfile_in(&dir)
-            .map_err(|e| Error::io(dest, e))?;
+            .map_err(|e| super::paths::missing_dir(dest, &dir, e))?;
         let (file, temp) = named.into_parts();
         let buf = streamed(file);
         let encoder = match Compression::from_name(&file_name) {
@@ -430,6 +437,7 @@ impl AtomicFile {
             encoder: Some(encoder),
             bytes_in: 0,
             hasher: None,
+            sync,
         })
     }
 
@@ -521,7 +529,7 @@ impl AtomicFile {
                 sha256,
             });
         };
-        if SYNC_ON_COMMIT.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.sync {
             file.sync_all().map_err(|e| Error::io(&dest, e))?;
         }
         drop(file);
@@ -573,6 +581,11 @@ impl PendingFile {
         self.sha256.as_deref()
     }
 
+    /// Where the file goes when committed.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+
     /// Renames the file into place.
     pub fn commit(self) -> Result<()> {
         let dest = self.dest;
@@ -583,14 +596,56 @@ impl PendingFile {
     }
 }
 
+/// Standard output as a data output. When its reader goes away (`| head`), further
+/// bytes are dropped and [`StdoutOutput::is_closed`] says so: a command that still has
+/// side files to write (rejects, a sidecar, a report) finishes them, and one that has
+/// none stops early; neither is an error.
+pub struct StdoutOutput {
+    w: BufWriter<Streamed<io::Stdout>>,
+    closed: bool,
+}
+
+impl StdoutOutput {
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.w.write_all(bytes) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r.map_err(|e| Error::io("<stdout>", e)),
+        }
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.w.flush() {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
+                self.closed = true;
+                Ok(())
+            }
+            r => r.map_err(|e| Error::io("<stdout>", e)),
+        }
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
 /// A main output: standard output (streamed, never compressed) or an atomic file.
 pub enum Output {
-    Stdout(BufWriter<Streamed<io::Stdout>>),
+    Stdout(StdoutOutput),
     File(AtomicFile),
 }
 
 impl Output {
-    pub fn create(spec: &OutputSpec) -> Result<Output> {
+    /// Opens `spec`; `sync`: an output file is fsynced before its rename.
+    pub fn create(spec: &OutputSpec, sync: bool) -> Result<Output> {
         match spec {
             OutputSpec::Stdout => {
                 // Standard output redirected to a file streams like any output file.
@@ -598,26 +653,107 @@ impl Output {
                 let out = Streamed::new(io::stdout(), 1);
                 #[cfg(not(unix))]
                 let out = Streamed::plain(io::stdout());
-                Ok(Output::Stdout(BufWriter::with_capacity(BUF_BYTES, out)))
+                Ok(Output::Stdout(StdoutOutput {
+                    w: BufWriter::with_capacity(BUF_BYTES, out),
+                    closed: false,
+                }))
             }
-            OutputSpec::Path(p) => Ok(Output::File(AtomicFile::create(p)?)),
+            OutputSpec::Path(p) => Ok(Output::File(AtomicFile::create(p, sync)?)),
         }
     }
 
     pub fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
         match self {
-            Output::Stdout(w) => w.write_all(bytes).map_err(|e| Error::io("<stdout>", e)),
+            Output::Stdout(w) => w.write_all(bytes),
             Output::File(f) => f.write_all(bytes),
+        }
+    }
+
+    /// Flushes standard output, so that [`Output::is_closed`] knows whether its reader
+    /// is still there (a no-op for a file).
+    pub fn flush_stdout(&mut self) -> Result<()> {
+        match self {
+            Output::Stdout(w) => w.flush(),
+            Output::File(_) => Ok(()),
+        }
+    }
+
+    /// True once standard output's reader went away (never for a file).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Output::Stdout(w) if w.is_closed())
+    }
+
+    /// Flushes stdout (`None`), or finishes the file without renaming it yet.
+    pub fn finish_pending(self) -> Result<Option<PendingFile>> {
+        match self {
+            Output::Stdout(mut w) => w.flush().map(|_| None),
+            Output::File(f) => f.finish_pending().map(Some),
         }
     }
 
     /// Flushes stdout, or commits the file.
     pub fn finish(self) -> Result<()> {
-        match self {
-            Output::Stdout(mut w) => w.flush().map_err(|e| Error::io("<stdout>", e)),
-            Output::File(f) => f.commit(),
-        }
+        commit_all(self.finish_pending()?)
     }
+}
+
+/// "Finish every file, then commit": each output is completed (compressed, flushed,
+/// synced) first, and only when all of them are complete are they renamed into place,
+/// so that a failure in any (a full disk, a missing directory) leaves none of them.
+pub fn finish_all(outputs: impl IntoIterator<Item = Output>) -> Result<Vec<PendingFile>> {
+    let mut pending = Vec::new();
+    for o in outputs {
+        pending.extend(o.finish_pending()?);
+    }
+    Ok(pending)
+}
+
+/// Renames complete files into place, in order.
+pub fn commit_all(pending: impl IntoIterator<Item = PendingFile>) -> Result<()> {
+    for p in pending {
+        p.commit()?;
+    }
+    Ok(())
+}
+
+/// Prepares an output directory: created when missing (returns `true`), refused when
+/// it is not a directory or holds visible files without `force`.
+pub fn prepare_out_dir(dir: &Path, force: bool) -> Result<bool> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            return Ok(true);
+        }
+        Err(e) => return Err(Error::io(dir, e)),
+        Ok(m) if !m.is_dir() => {
+            return Err(Error::Usage(format!("{}: not a directory", dir.display())))
+        }
+        Ok(_) => {}
+    }
+    let visible = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .any(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    if visible && !force {
+        return Err(Error::Usage(format!(
+            "{}: directory is not empty (use --force to write into it)",
+            dir.display()
+        )));
+    }
+    Ok(false)
+}
+
+/// Syncs a directory, so that the renames and removals in it are on disk in the order
+/// they were made (a no-op elsewhere than Unix).
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        let d = File::open(dir).map_err(|e| Error::io(dir, e))?;
+        d.sync_all().map_err(|e| Error::io(dir, e))?;
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
 }
 
 /// A value from the data (a model, a group) as part of a file name: `[A-Za-z0-9._-]`,
@@ -645,18 +781,31 @@ pub fn safe_file_name(value: &str) -> String {
     }
 }
 
-/// Refuses to let an output overwrite one of the inputs.
-pub fn ensure_not_input(output: &Path, inputs: &[&Path]) -> Result<()> {
-    let out = std::fs::canonicalize(output).ok();
-    for input in inputs {
-        if out.is_some() && out == std::fs::canonicalize(input).ok() {
-            return Err(Error::Usage(format!(
-                "{}: refusing to overwrite an input file",
-                output.display()
-            )));
-        }
+/// Picks a file name for a group of the data (a model, a `--split-by` value) that no
+/// other group has, also on a case-insensitive file system: `plain` + `suffix`, else
+/// `plain-HASH` + `suffix` (HASH from `key`, so that a model literally named like a
+/// suffixed name cannot collide), then `plain-HASH-2`, ... `taken` can veto a name
+/// (one that another output of the run already has).
+pub fn unique_name(
+    used: &mut std::collections::HashSet<String>,
+    plain: &str,
+    key: &str,
+    suffix: &str,
+    taken: impl Fn(&str) -> bool,
+) -> String {
+    let hash = xxhash_rust::xxh3::xxh3_64(key.as_bytes()) as u32;
+    let mut name = format!("{plain}{suffix}");
+    let mut n = 0u32;
+    while used.contains(&name.to_lowercase()) || taken(&name) {
+        n += 1;
+        name = if n == 1 {
+            format!("{plain}-{hash:08x}{suffix}")
+        } else {
+            format!("{plain}-{hash:08x}-{n}{suffix}")
+        };
     }
-    Ok(())
+    used.insert(name.to_lowercase());
+    name
 }
 
 #[cfg(all(test, unix))]
@@ -688,7 +837,7 @@ mod tests {
         };
         for name in ["plain.jsonl", "packed.jsonl.zst"] {
             let path = dir.path().join(name);
-            let mut f = AtomicFile::create(&path).unwrap();
+            let mut f = AtomicFile::create(&path, true).unwrap();
             f.hash_contents().unwrap();
             for piece in want.chunks(7_777) {
                 f.write_all(piece).unwrap();
@@ -706,7 +855,7 @@ mod tests {
         }
         // Dropped unfinished: the thread ends and nothing is left behind.
         let path = dir.path().join("dropped.jsonl");
-        let mut f = AtomicFile::create(&path).unwrap();
+        let mut f = AtomicFile::create(&path, true).unwrap();
         f.hash_contents().unwrap();
         f.write_all(&want).unwrap();
         drop(f);

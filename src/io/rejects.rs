@@ -4,9 +4,8 @@
 
 use serde::Serialize;
 
-use super::output::{AtomicFile, OutputSpec};
+use super::output::{Output, OutputSpec, PendingFile};
 use crate::error::Result;
-use crate::io::output::Output;
 
 /// Lines longer than this are stored cut in the rejects file, with `text_cut: true`.
 pub const MAX_REJECT_TEXT: usize = 1 << 20;
@@ -58,22 +57,14 @@ pub struct RejectSink {
 }
 
 impl RejectSink {
-    /// `None`: rejects are only counted.
-    pub fn create(spec: Option<&OutputSpec>) -> Result<RejectSink> {
+    /// `None`: rejects are only counted. `sync`: fsync before the rename.
+    pub fn create(spec: Option<&OutputSpec>, sync: bool) -> Result<RejectSink> {
         let out = match spec {
-            Some(s) => Some(Output::create(s)?),
+            Some(s) => Some(Output::create(s, sync)?),
             None => None,
         };
         Ok(RejectSink {
             out,
-            count: 0,
-            buf: Vec::new(),
-        })
-    }
-
-    pub fn to_file(path: &std::path::Path) -> Result<RejectSink> {
-        Ok(RejectSink {
-            out: Some(Output::File(AtomicFile::create(path)?)),
             count: 0,
             buf: Vec::new(),
         })
@@ -99,10 +90,11 @@ impl RejectSink {
         self.out.is_some()
     }
 
-    pub fn finish(self) -> Result<()> {
+    /// Finishes the file without renaming it yet (`None`: stdout or nothing).
+    pub fn finish_pending(self) -> Result<Option<PendingFile>> {
         match self.out {
-            Some(o) => o.finish(),
-            None => Ok(()),
+            Some(o) => o.finish_pending(),
+            None => Ok(None),
         }
     }
 }

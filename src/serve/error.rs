@@ -84,7 +84,7 @@ impl IntoResponse for ApiError {
         if let Some(s) = self.retry_after {
             r.headers_mut().insert("retry-after", HeaderValue::from(s));
             r.headers_mut()
-                .insert("retry-after-ms", HeaderValue::from(s * 1000));
+                .insert("retry-after-ms", HeaderValue::from(s.saturating_mul(1000)));
         }
         r
     }

@@ -281,6 +281,7 @@ mod tests {
             ("chat:200", "4xx/5xx"),
             ("chat:500@0", "@CALLS"),
             ("chat:slow=fast", "not a duration"),
+            ("chat:slow=99999999999999999999999h", "out of range"),
         ] {
             let e = Faults::parse(spec).unwrap_err();
             assert!(e.contains(want), "{spec}: {e}");

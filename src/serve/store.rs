@@ -149,6 +149,10 @@ struct Index {
 pub struct Store {
     dir: PathBuf,
     index: Mutex<Index>,
+    /// Held open with an exclusive `flock` for the server's life: two servers on one
+    /// folder would overwrite each other's records. The kernel drops it at any exit,
+    /// kill -9 included.
+    _lock: File,
 }
 
 /// Seconds since the epoch.
@@ -226,9 +230,25 @@ impl Store {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(|e| with_path(e, &p))?;
         }
+        let lock_path = dir.join("lock");
+        let lock = File::create(&lock_path).map_err(|e| with_path(e, &lock_path))?;
+        // SAFETY: flock on a file descriptor we own; no memory is involved.
+        if unsafe {
+            libc::flock(
+                std::os::fd::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        } != 0
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "another batchline serve is using this data directory",
+            ));
+        }
         let store = Store {
             dir: dir.to_path_buf(),
             index: Mutex::new(Index::default()),
+            _lock: lock,
         };
         store.clear_uploads();
         let mut index = Index::default();

@@ -26,7 +26,8 @@
 //!    itself, not from a CDN it redirects to; `HF_TOKEN` (else `HUGGING_FACE_HUB_TOKEN`)
 //!    goes as a Bearer token to the endpoint's origin only, never to another host. The
 //!    body must parse as a tokenizer.json (a JSON object with a `model`), match its sha256
-//!    when the ETag is one and its `Content-Length`, before anything is written.
+//!    when the ETag is one and its `Content-Length`, before anything is written. A 429 or
+//!    5xx answer, or a timeout, is tried again (4 tries, `Retry-After` or 1, 2, 4 s apart).
 //! 3. The blob is written to a temporary file in `blobs/`, fsynced and renamed; the
 //!    snapshot symlink is made under a temporary name and renamed over; the ref likewise.
 //!    Readers never see a partial file, and two processes racing write the same bytes.
@@ -41,7 +42,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -58,6 +59,9 @@ pub const DEFAULT_REVISION: &str = "main";
 /// tens of MB; the body is checked in memory before it is written).
 pub const MAX_DOWNLOAD: u64 = 512 << 20;
 const MAX_REDIRECTS: usize = 10;
+/// Tries of one request when the Hub is busy (429) or failing (500, 502, 503, 504) or a
+/// request times out; a refused connection or any other status fails at once.
+const MAX_TRIES: u32 = 4;
 
 /// Where the cache is, where the Hub is, and how to talk to it: read once from the
 /// environment ([`HubEnv::from_env`]) or built by hand (tests).
@@ -356,10 +360,7 @@ fn download(
         if let (true, Some(t)) = (on_hub, &env.token) {
             req = req.bearer_auth(t);
         }
-        // reqwest's error text names the URL, which never carries the token.
-        let resp = req
-            .send()
-            .map_err(|e| format!("cannot reach {url}: {}", error_chain(&e)))?;
+        let resp = send_with_retries(req, &url, opts)?;
         if on_hub {
             // The last answer of the Hub itself describes the file (a CDN's do not).
             if let Some(c) = header(&resp, "x-repo-commit") {
@@ -413,6 +414,43 @@ fn download(
     Err(format!("more than {MAX_REDIRECTS} redirects from {first}"))
 }
 
+/// Sends `req`, again after a pause when the answer says "later" (see [`MAX_TRIES`]):
+/// `Retry-After` seconds (at most 30) if given, else 1, 2, 4 s. Ctrl-C ends the wait.
+fn send_with_retries(
+    req: reqwest::blocking::RequestBuilder,
+    url: &reqwest::Url,
+    opts: FetchOptions<'_>,
+) -> Result<reqwest::blocking::Response, String> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let this = req
+            .try_clone()
+            .ok_or_else(|| "internal: request cannot be repeated".to_string())?;
+        let pause: Option<Duration> = match this.send() {
+            Ok(resp) => {
+                let transient = matches!(resp.status().as_u16(), 429 | 500 | 502 | 503 | 504);
+                if !transient || attempt >= MAX_TRIES {
+                    return Ok(resp);
+                }
+                let after = header(&resp, "retry-after").and_then(|v| v.parse::<u64>().ok());
+                after.map(|s| Duration::from_secs(s.min(30)))
+            }
+            Err(e) if e.is_timeout() && attempt < MAX_TRIES => None,
+            // reqwest's error text names the URL, which never carries the token.
+            Err(e) => return Err(format!("cannot reach {url}: {}", error_chain(&e))),
+        };
+        let pause = pause.unwrap_or(Duration::from_secs(1 << (attempt - 1)));
+        let until = std::time::Instant::now() + pause;
+        while std::time::Instant::now() < until {
+            if opts.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return Err("interrupted".into());
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until - std::time::Instant::now()));
+        }
+    }
+}
+
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -448,7 +486,10 @@ fn http_error(env: &HubEnv, url: &reqwest::Url, resp: &reqwest::blocking::Respon
         (_, "RevisionNotFound") => "no such revision (branch, tag or commit)".to_string(),
         (_, "EntryNotFound") => format!("the model has no {FILENAME} at this revision"),
         (404, _) => format!("not found: no such model or revision, or no {FILENAME} in it"),
-        _ => "the Hub did not serve the file; try again later".to_string(),
+        (429 | 500 | 502 | 503 | 504, _) => {
+            format!("the Hub did not serve the file after {MAX_TRIES} tries; try again later")
+        }
+        _ => "the Hub did not serve the file".to_string(),
     };
     format!("{status} from {url}: {why}")
 }
@@ -467,7 +508,8 @@ fn read_body(
         ));
     }
     let bar = progress_bar(opts.progress, expected, id);
-    let mut body = Vec::with_capacity(expected.unwrap_or(0).min(MAX_DOWNLOAD) as usize);
+    // A claimed length is only a hint: never reserve more than a real tokenizer needs.
+    let mut body = Vec::with_capacity(expected.unwrap_or(0).min(64 << 20) as usize);
     let mut buf = vec![0u8; 64 << 10];
     loop {
         if opts.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
@@ -504,20 +546,12 @@ fn read_body(
 }
 
 fn progress_bar(wanted: bool, total: Option<u64>, id: &str) -> Option<indicatif::ProgressBar> {
-    use std::io::IsTerminal;
-    if !wanted || !std::io::stderr().is_terminal() {
-        return None;
-    }
-    let bar = match total {
-        Some(n) => indicatif::ProgressBar::new(n),
-        None => indicatif::ProgressBar::new_spinner(),
-    };
-    let style = indicatif::ProgressStyle::with_template(
+    let bar = crate::report::progress_bar(
+        wanted,
+        total,
         "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-    )
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style.progress_chars("=> "));
-    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr_with_hz(4));
+        Some("=> "),
+    )?;
     bar.set_message(format!("{id} {FILENAME}"));
     Some(bar)
 }
@@ -606,13 +640,18 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// mode), a copy, as `huggingface_hub` does.
 fn link_atomic(blob: &Path, pointer: &Path, blob_name: &str) -> std::io::Result<()> {
     // Unique per process and call: two tokenizers of one run may fetch the same model
-    // in parallel threads.
-    static SEQ: AtomicU64 = AtomicU64::new(0);
+    // in parallel threads. std's RandomState draws new keys for every instance, so the
+    // hash of nothing differs between calls without any shared counter.
+    let unique = {
+        use std::hash::{BuildHasher, Hasher};
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    };
     let parent = pointer.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(format!(
-        ".batchline-{}-{}-{FILENAME}.incomplete",
+        ".batchline-{}-{unique:016x}-{FILENAME}.incomplete",
         std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = std::fs::remove_file(&tmp);
     #[cfg(unix)]

@@ -32,7 +32,7 @@ pub mod rules;
 pub use error::{ParseError, RuleError, TokenizeError};
 pub use eval::{EvalCache, FailedRule, RecordVerdict, RuleSet};
 pub use registry::{
-    CountCache, LoadOptions, OpenAiEncoding, Tokenizer, TokenizerSet, TokenizerSource,
-    TokenizerSpec,
+    take_tokenizer_lines, CountCache, LoadOptions, OpenAiEncoding, Tokenizer, TokenizerSet,
+    TokenizerSource, TokenizerSpec,
 };
 pub use rules::{parse_expr, parse_rules_file, BinOp, Expr, Func, PathSeg, Rule};

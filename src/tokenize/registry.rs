@@ -62,12 +62,9 @@ pub const SAFE_SPLIT_REGEXES: &[&str] = &[
     r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
 ];
 
-/// The OpenAI encodings embedded through `bpe-openai`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpenAiEncoding {
-    O200kBase,
-    Cl100kBase,
-}
+/// The OpenAI encodings embedded through `bpe-openai`: the one enum of them, shared with
+/// `shard --max-tokens` (defined in `batch::tokens`; the tokenizer-file parts are here).
+pub use crate::batch::tokens::Encoding as OpenAiEncoding;
 
 impl OpenAiEncoding {
     /// Parses `o200k_base` or `cl100k_base`.
@@ -76,13 +73,6 @@ impl OpenAiEncoding {
             "o200k_base" => Some(Self::O200kBase),
             "cl100k_base" => Some(Self::Cl100kBase),
             _ => None,
-        }
-    }
-    /// The encoding's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::O200kBase => "o200k_base",
-            Self::Cl100kBase => "cl100k_base",
         }
     }
     /// The special tokens of the encoding. The HF-form files of these encodings declare
@@ -98,12 +88,6 @@ impl OpenAiEncoding {
                 "<|fim_suffix|>",
                 "<|endofprompt|>",
             ],
-        }
-    }
-    fn tokenizer(self) -> &'static bpe_openai::Tokenizer {
-        match self {
-            Self::O200kBase => bpe_openai::o200k_base(),
-            Self::Cl100kBase => bpe_openai::cl100k_base(),
         }
     }
 }
@@ -230,6 +214,45 @@ impl FromStr for TokenizerSpec {
             source: TokenizerSource::File(path),
         })
     }
+}
+
+/// Takes the tokenizer lines out of a rules file: `tokenizer [NAME=]SOURCE` (one word
+/// after the keyword, parsed as a `--tokenizer` argument; paths are relative to the
+/// current directory, as on the command line). Returns the text with those lines blanked,
+/// so rule errors keep their line numbers, and the specs in file order. A line like
+/// `tokenizer == 3` or `tokenizer: EXPR` stays a rule.
+pub fn take_tokenizer_lines(
+    file: &str,
+    text: &str,
+) -> Result<(String, Vec<TokenizerSpec>), TokenizeError> {
+    let mut rest = String::with_capacity(text.len());
+    let mut specs = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let word = line
+            .trim()
+            .strip_prefix("tokenizer")
+            .filter(|r| r.starts_with([' ', '\t']))
+            .map(str::trim)
+            .filter(|w| {
+                !w.is_empty()
+                    && !w.contains(char::is_whitespace)
+                    && !w.starts_with(['=', '<', '>', '!', ':', '(', '+', '-', '*', '/', '%'])
+            });
+        match word {
+            Some(w) => {
+                let spec = w
+                    .parse()
+                    .map_err(|e: TokenizeError| TokenizeError::BadSpec {
+                        spec: w.to_string(),
+                        message: format!("{file} line {}: {e}", i + 1),
+                    })?;
+                specs.push(spec);
+            }
+            None => rest.push_str(line),
+        }
+        rest.push('\n');
+    }
+    Ok((rest, specs))
 }
 
 /// `ID@REV` → (`ID`, `Some(REV)`); Hub ids never contain `@`.
@@ -471,7 +494,22 @@ impl Tokenizer {
                     progress: opts.progress,
                     cancel: opts.cancel,
                 };
-                let found = hub::resolve(&opts.hub, id, rev, fetch)?;
+                let found = hub::resolve(&opts.hub, id, rev, fetch).map_err(|e| match e {
+                    // Say why a path-looking spec went to the Hub: a mistyped local path
+                    // would otherwise read as a strange Hub error.
+                    TokenizeError::Hub {
+                        id,
+                        revision,
+                        message,
+                    } if !Path::new(&id).exists() => TokenizeError::Hub {
+                        message: format!(
+                            "{message} (read as a Hub id: there is no file or folder {id:?})"
+                        ),
+                        id,
+                        revision,
+                    },
+                    e => e,
+                })?;
                 let mut t = Self::from_file(&spec.name, &found.path)?;
                 t.source = TokenizerSource::Hub {
                     id: id.clone(),
@@ -964,6 +1002,24 @@ mod tests {
         assert_eq!(s.name, "claude");
         assert!("=x".parse::<TokenizerSpec>().is_err());
         assert!("a=".parse::<TokenizerSpec>().is_err());
+    }
+
+    #[test]
+    fn tokenizer_lines_of_rules_files() {
+        let text =
+            "# x\ntokenizer qwen=Qwen/Qwen1.5-7B\nshort: len(a) < 3\n  tokenizer o200k_base\n\
+                    tokenizer == 3\ntokenizer: tokens(a) < 2\n";
+        let (rest, specs) = take_tokenizer_lines("r.txt", text).unwrap();
+        assert_eq!(
+            rest,
+            "# x\n\nshort: len(a) < 3\n\ntokenizer == 3\ntokenizer: tokens(a) < 2\n"
+        );
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["qwen", "o200k_base"]);
+        let e = take_tokenizer_lines("r.txt", "a == 1\ntokenizer =x\n");
+        assert!(e.is_ok(), "an operator after the keyword is a rule");
+        let e = take_tokenizer_lines("r.txt", "a == 1\ntokenizer x=hf:a--b\n").unwrap_err();
+        assert!(e.to_string().contains("r.txt line 2"), "{e}");
     }
 
     #[test]

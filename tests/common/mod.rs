@@ -87,3 +87,38 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+/// The repository's root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The batch generator, `../shared/tools/gen_batch.py` from the repository root. The
+/// tests that use it are `#[ignore]`d (run by `scripts/test.sh`); there, a missing
+/// generator is a loud failure, never a silent pass.
+pub fn generator() -> PathBuf {
+    let p = repo_root().join("../shared/tools/gen_batch.py");
+    assert!(
+        p.exists(),
+        "{}: the generator is missing (it lives beside the repository, in ../shared/tools)",
+        p.display()
+    );
+    p
+}
+
+/// A tokenizer file fetched by `scripts/fetch_tokenizers.sh` into `$BATCHLINE_TOKENIZERS`
+/// (`scripts/test.sh` sets it; default `target/tokenizers`). The tests that use one are
+/// `#[ignore]`d; run without the file, they fail loudly.
+pub fn fetched_tokenizer(name: &str) -> PathBuf {
+    let dir = std::env::var_os("BATCHLINE_TOKENIZERS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/tokenizers"));
+    let p = dir.join(format!("{name}.json"));
+    assert!(
+        p.exists(),
+        "{}: missing; run scripts/fetch_tokenizers.sh {} (scripts/test.sh does)",
+        p.display(),
+        dir.display()
+    );
+    p
+}

@@ -1,7 +1,7 @@
 """Drives `batchline serve` with the official OpenAI Python SDK, unchanged.
 
 Run by tests/serve.rs (the ignored test `the_official_openai_sdk_drives_the_server`)
-with OPENAI_BASE_URL pointing at a server started with `--echo --latency-ms 25ms` and
+with OPENAI_BASE_URL pointing at a server started with `--echo --latency-ms 25 --concurrency 2` and
 OPENAI_API_KEY set to its key. Every check raises on failure; the last line printed
 is `sdk: all checks passed`.
 """

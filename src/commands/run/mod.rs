@@ -47,8 +47,8 @@ use tokio::sync::Semaphore;
 
 use crate::batch::parse_request;
 use crate::batch::tokens::{max_output_tokens, request_cost};
-use crate::commands::{Outcome, RejectEcho};
-use crate::engine::INTERRUPTED;
+use crate::commands::{Outcome, RejectEcho, Summary};
+use crate::engine::Cancel;
 use crate::error::{Error, Result};
 use crate::exec::{ExecConfig, Executor, Reply};
 use crate::io::input::{InputSpec, OpenInput};
@@ -87,6 +87,10 @@ pub struct RunConfig {
     pub quiet: bool,
     /// fsync the outputs about once a second and at the end.
     pub sync: bool,
+    /// Set by Ctrl-C / SIGTERM (main's signal handler).
+    pub cancel: Cancel,
+    /// Where the echo of bad lines goes (and whether it is shown).
+    pub common: crate::commands::CommonOptions,
 }
 
 impl RunConfig {
@@ -103,6 +107,8 @@ impl RunConfig {
             progress: true,
             quiet: false,
             sync: true,
+            cancel: Cancel::new(),
+            common: Default::default(),
         }
     }
 }
@@ -154,9 +160,17 @@ pub struct RunSummary {
     pub outcome: Outcome,
 }
 
-impl RunSummary {
+impl Summary for RunSummary {
+    fn outcome(&self) -> Outcome {
+        self.outcome
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        false
+    }
+
     /// The one-line human summary.
-    pub fn human(&self) -> String {
+    fn human(&self) -> String {
         let mut s = format!(
             "run: {} ok, {} failed, {} bad lines, {} skipped (answered before)",
             self.succeeded, self.failed, self.bad_lines, self.skipped
@@ -380,7 +394,7 @@ fn read_jobs(
     tx: tokio::sync::mpsc::Sender<Job>,
     counts: Arc<ReadCounts>,
     stop: Arc<AtomicBool>,
-    quiet: bool,
+    common: crate::commands::CommonOptions,
 ) -> Result<()> {
     #[derive(Deserialize)]
     struct BodyOnly<'a> {
@@ -393,7 +407,7 @@ fn read_jobs(
     }
     let open = OpenInput::open(&input)?;
     let name = open.name().to_string();
-    let mut echo = RejectEcho::new(quiet);
+    let mut echo = RejectEcho::new(&common, false);
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut seq = 0u64;
     for chunk in open.into_chunks(crate::engine::EngineConfig::default().max_line) {
@@ -670,6 +684,25 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     (sorted[i] as f64 / 1000.0 * 10.0).round() / 10.0
 }
 
+/// Refuses an output that is one of the inputs (same device and inode).
+fn ensure_not_input(output: &std::path::Path, inputs: &[&std::path::Path]) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(o) = std::fs::metadata(output) else {
+        return Ok(());
+    };
+    for i in inputs {
+        if let Ok(m) = std::fs::metadata(i) {
+            if m.dev() == o.dev() && m.ino() == o.ino() {
+                return Err(Error::Usage(format!(
+                    "{} is also the input: run appends to its output, so it must be another file",
+                    output.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn open_append(path: &std::path::Path) -> Result<File> {
     OpenOptions::new()
         .create(true)
@@ -770,10 +803,10 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
     let input_name = cfg.input.display_name();
     let out_name = cfg.output.display().to_string();
     let inputs: Vec<&std::path::Path> = cfg.input.path().into_iter().collect();
-    crate::io::output::ensure_not_input(&cfg.output, &inputs)?;
+    ensure_not_input(&cfg.output, &inputs)?;
     let errors = cfg.errors.clone().filter(|e| *e != cfg.output);
     if let Some(e) = &errors {
-        crate::io::output::ensure_not_input(e, &inputs)?;
+        ensure_not_input(e, &inputs)?;
     }
     // What earlier runs answered; their cut tails are removed before appending.
     let mut answered = resume::Answered::default();
@@ -806,14 +839,14 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
     }
     let (job_tx, mut job_rx) = tokio::sync::mpsc::channel::<Job>(1024);
     let reader = {
-        let (input, base, counts, stop, quiet) = (
+        let (input, base, counts, stop, common) = (
             cfg.input.clone(),
             cfg.exec.base_url.clone(),
             counts.clone(),
             stop.clone(),
-            cfg.quiet,
+            cfg.common.clone(),
         );
-        std::thread::spawn(move || read_jobs(input, base, answered, job_tx, counts, stop, quiet))
+        std::thread::spawn(move || read_jobs(input, base, answered, job_tx, counts, stop, common))
     };
     let window = cfg.window.max(1);
     let slots = Arc::new(Semaphore::new(window));
@@ -831,7 +864,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let check = |stop: &AtomicBool| {
-            if INTERRUPTED.load(Ordering::Relaxed) {
+            if cfg.cancel.is_cancelled() {
                 stop.store(true, Ordering::SeqCst);
             }
             let stopped = stop.load(Ordering::Relaxed);
@@ -1009,7 +1042,7 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
     read_result?;
     // A stop that came from neither Ctrl-C nor a write error is impossible; an
     // interrupted run still reports what it did.
-    let interrupted = interrupted && INTERRUPTED.load(Ordering::Relaxed);
+    let interrupted = interrupted && cfg.cancel.is_cancelled();
     let mut lat = tally.latencies_us.clone();
     lat.sort_unstable();
     let s = exec.stats();

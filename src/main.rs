@@ -35,6 +35,10 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(Outcome::Clean | Outcome::OutputClosed) => ExitCode::SUCCESS,
         Ok(Outcome::WithRejects) => ExitCode::from(1),
+        Ok(Outcome::Interrupted) => {
+            let sig = SIGNAL.load(Ordering::SeqCst);
+            ExitCode::from(if sig > 0 { (128 + sig) as u8 } else { 130 })
+        }
         Err(Error::BrokenPipe) => ExitCode::SUCCESS,
         Err(Error::Interrupted) => {
             eprint_line("batchline: interrupted; no partial output was kept");
@@ -57,6 +61,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Extract(args) => report(mode, &commands::extract::run(&args.into_config(&g))?),
         Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g))?),
         Command::Validate(args) => report(mode, &commands::validate::run(&args.into_config(&g)?)?),
+        Command::Run(args) => report(mode, &commands::run::run(&args.into_config(&g)?)?),
         Command::Serve(args) => {
             commands::serve::run(args.into_config()?, |addr| {
                 // The line a caller waits for; a closed stdout must not stop the server.

@@ -6,7 +6,9 @@
 //! reply. Text parts of multi-part content count; images and audio do not (the Batch API
 //! bills them separately). Embeddings and moderations count their input strings (a
 //! token array counts its length), completions their prompt, responses their
-//! instructions and input. `max_tokens` is not added: the figure is the prompt only.
+//! instructions and input. `max_tokens` is not added to [`prompt_tokens`]: that figure
+//! is the prompt only. [`request_cost`] adds it, as providers count a request against a
+//! tokens-per-minute limit (prompt plus `max_tokens` times `n`), for `run`.
 
 use serde_json::Value;
 
@@ -88,6 +90,35 @@ pub fn prompt_tokens(req: &RequestLine) -> u64 {
     }
 }
 
+/// The most a request body may write: `max_completion_tokens`, `max_tokens` or
+/// `max_output_tokens` (the first present), times `n`; 0 when none is set.
+pub fn max_output_tokens(body: &str) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct Limits {
+        max_completion_tokens: Option<u64>,
+        max_tokens: Option<u64>,
+        max_output_tokens: Option<u64>,
+        n: Option<u64>,
+    }
+    match serde_json::from_str::<Limits>(body) {
+        Ok(l) => {
+            let max = l
+                .max_completion_tokens
+                .or(l.max_tokens)
+                .or(l.max_output_tokens)
+                .unwrap_or(0);
+            max.saturating_mul(l.n.unwrap_or(1).max(1))
+        }
+        Err(_) => 0,
+    }
+}
+
+/// A request's cost against a tokens-per-minute limit, as the provider estimates it
+/// before answering: its prompt tokens plus the most it may write.
+pub fn request_cost(req: &RequestLine, body: &str) -> u64 {
+    prompt_tokens(req).saturating_add(max_output_tokens(body))
+}
+
 fn messages_tokens(enc: Encoding, messages: &Value) -> u64 {
     let Value::Array(items) = messages else {
         return text_tokens(enc, messages);
@@ -165,5 +196,19 @@ mod tests {
         let line = r#"{"custom_id":"a","method":"POST","url":"/v1/embeddings","body":{"model":"text-embedding-3-small","input":["hello world","hello"]}}"#;
         let req = parse_request(line, true).unwrap();
         assert_eq!(prompt_tokens(&req), 3);
+    }
+
+    #[test]
+    fn cost_adds_the_most_the_answer_may_write() {
+        let line = r#"{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o","messages":[{"role":"user","content":"hello world"}],"max_tokens":100,"n":2}}"#;
+        let req = parse_request(line, true).unwrap();
+        let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hello world"}],"max_tokens":100,"n":2}"#;
+        assert_eq!(max_output_tokens(body), 200);
+        assert_eq!(request_cost(&req, body), 9 + 200);
+        assert_eq!(
+            max_output_tokens(r#"{"max_completion_tokens":7,"max_tokens":100}"#),
+            7
+        );
+        assert_eq!(max_output_tokens(r#"{"model":"m"}"#), 0);
     }
 }

@@ -11,6 +11,7 @@ use batchline::report::SummaryMode;
 mod build;
 mod extract;
 mod join;
+mod run;
 mod serve;
 mod shard;
 pub mod shell;
@@ -19,6 +20,7 @@ mod validate;
 pub use build::BuildArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;
 pub use validate::ValidateArgs;
@@ -128,6 +130,9 @@ pub enum Command {
     Join(JoinArgs),
     /// Keep the records whose rules hold with every tokenizer (token counts, same(...)).
     Validate(ValidateArgs),
+    /// Send a Batch request file directly to an OpenAI-compatible endpoint and write
+    /// Batch-format results (resumable, rate-limited, retried).
+    Run(RunArgs),
     /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
     /// the echo model or an OpenAI-compatible upstream.
     Serve(ServeArgs),

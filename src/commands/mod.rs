@@ -3,6 +3,7 @@
 pub mod build;
 pub mod extract;
 pub mod join;
+pub mod run;
 pub mod serve;
 pub mod shard;
 pub mod validate;
@@ -115,6 +116,9 @@ pub enum Outcome {
     Clean,
     /// The run finished, but some lines were rejected (exit status 1).
     WithRejects,
+    /// Ctrl-C or SIGTERM stopped a command that keeps what it finished (`run`; exit
+    /// status 130).
+    Interrupted,
     /// Standard output's reader went away (`| head`); the side files asked for were
     /// still written (exit status 0).
     OutputClosed,

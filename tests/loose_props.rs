@@ -18,8 +18,14 @@ fn check_output(r: &Result<Vec<LooseValue>, Refusal>) {
         Ok(vals) => {
             assert!(!vals.is_empty());
             for v in vals {
+                // Numbers are kept as written, so a value may hold a number that is valid
+                // JSON (RFC 8259 sets no range) but beyond what serde_json's f64 holds:
+                // the grammar check decides then.
                 if let Err(e) = serde_json::from_str::<Value>(&v.json) {
-                    panic!("invalid JSON output {:?}: {e}", v.json);
+                    let grammar = batchline::json::scan::document(v.json.as_bytes());
+                    if !(e.to_string().contains("number out of range") && grammar.is_ok()) {
+                        panic!("invalid JSON output {:?}: {e}", v.json);
+                    }
                 }
                 for r in &v.repairs {
                     assert!(Repair::ALL.contains(r));

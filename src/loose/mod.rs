@@ -373,6 +373,30 @@ fn value_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
 }
 
+/// One strict JSON value at `pos` that needed no repair, where it ends, and whether
+/// the parse found it truncated (the value itself is kept untruncated: callers that
+/// care refuse it).
+fn strict_value(
+    src: &[u8],
+    pos: usize,
+    opts: &ParseOptions,
+    work: &mut u64,
+) -> Option<(LooseValue, usize, bool)> {
+    let r = value::parse_strict_at(src, pos, opts.provider_truncated);
+    *work += value::visited(&r, pos);
+    let p = r.ok()?;
+    if !p.repairs.is_empty() {
+        return None;
+    }
+    let v = LooseValue {
+        json: p.json,
+        repairs: Vec::new(),
+        truncated: false,
+        span: pos..p.end,
+    };
+    Some((v, p.end, p.truncated))
+}
+
 /// The text is strict JSON: one value, or several objects/arrays in a row.
 pub(crate) fn fast_path(
     text: &str,
@@ -387,34 +411,20 @@ pub(crate) fn fast_path(
     let first = *src.get(pos)?;
     let mut out = Vec::new();
     if first != b'{' && first != b'[' {
-        let r = value::parse_strict_at(src, pos, opts.provider_truncated);
-        *work += value::visited(&r, pos);
-        let p = r.ok()?;
-        if !p.repairs.is_empty() || src[p.end..].iter().any(|&b| !value_ws(b)) {
+        let (v, end, _) = strict_value(src, pos, opts, work)?;
+        if src[end..].iter().any(|&b| !value_ws(b)) {
             return None;
         }
-        out.push(LooseValue {
-            json: p.json,
-            repairs: Vec::new(),
-            truncated: false,
-            span: pos..p.end,
-        });
+        out.push(v);
         return Some(out);
     }
     loop {
-        let r = value::parse_strict_at(src, pos, opts.provider_truncated);
-        *work += value::visited(&r, pos);
-        let p = r.ok()?;
-        if !p.repairs.is_empty() || p.truncated {
+        let (v, end, truncated) = strict_value(src, pos, opts, work)?;
+        if truncated {
             return None;
         }
-        out.push(LooseValue {
-            json: p.json,
-            repairs: Vec::new(),
-            truncated: false,
-            span: pos..p.end,
-        });
-        pos = p.end;
+        out.push(v);
+        pos = end;
         while pos < src.len() && value_ws(src[pos]) {
             pos += 1;
         }

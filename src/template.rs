@@ -546,16 +546,6 @@ fn unescape<'a>(inner: &'a str, mut f: impl FnMut(Piece<'a>)) {
     }
 }
 
-/// True when a word of 8 bytes holds one that needs escaping (`"`, `\`, below 0x20).
-#[inline]
-fn needs_escape(w: u64) -> bool {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |x: u64| x.wrapping_sub(LO) & !x & HI;
-    let below_20 = w.wrapping_sub(LO * 0x20) & !w & HI;
-    (below_20 | has_zero(w ^ (LO * b'"' as u64)) | has_zero(w ^ (LO * b'\\' as u64))) != 0
-}
-
 /// Appends `s` escaped as the content of a JSON string, exactly as serde_json does:
 /// `"` `\` and control characters; everything else (non-ASCII included) as is.
 pub fn escape_into(s: &str, out: &mut Vec<u8>) {
@@ -566,7 +556,7 @@ pub fn escape_into(s: &str, out: &mut Vec<u8>) {
         // Eight bytes at a time while none needs escaping.
         if i + 8 <= bytes.len() {
             let w = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
-            if !needs_escape(w) {
+            if !crate::json::text::word_needs_escape(w) {
                 i += 8;
                 continue;
             }

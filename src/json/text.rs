@@ -9,6 +9,18 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
+/// True when a little-endian word of 8 bytes holds one that ends a run of plain
+/// string content, i.e. one that JSON escapes: `"`, `\` or a control character
+/// (below 0x20). Shared by the loose parser and the template writer.
+#[inline]
+pub(crate) fn word_needs_escape(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    (control | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
+}
+
 #[inline]
 fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {

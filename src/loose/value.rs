@@ -104,17 +104,6 @@ static SPECIAL: [u8; 256] = {
     t
 };
 
-/// Does the little-endian word hold a byte that ends a run of plain content in a
-/// double-quoted string: `"`, `\` or a control character?
-#[inline]
-fn swar_special(w: u64) -> bool {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
-    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
-    (control | has_zero(w ^ (ONES * b'"' as u64)) | has_zero(w ^ (ONES * b'\\' as u64))) != 0
-}
-
 #[inline]
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
@@ -392,7 +381,7 @@ impl<'a> Parser<'a> {
             if delim == Delim::Double {
                 while let Some(w) = src.get(self.pos..self.pos + 8) {
                     let w = u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
-                    if swar_special(w) {
+                    if crate::json::text::word_needs_escape(w) {
                         break;
                     }
                     self.pos += 8;
@@ -799,6 +788,26 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// A closing bracket where a value (or a key) was expected: after a comma, that
+    /// comma was a trailing one. True when the outermost container closed.
+    fn close_where_expected(&mut self, state: State) -> bool {
+        if state == State::AfterComma {
+            self.repair(Repair::TrailingComma);
+        }
+        self.close()
+    }
+
+    /// A comma where a value (or a key) was expected: leading when nothing came yet,
+    /// otherwise doubled. Skipped.
+    fn extra_comma(&mut self, state: State) {
+        self.repair(if state == State::First {
+            Repair::LeadingComma
+        } else {
+            Repair::DoubleComma
+        });
+        self.pos += 1;
+    }
+
     /// Closes the top container at `self.pos` (which holds its closer).
     /// Returns true when the outermost value is complete.
     fn close(&mut self) -> bool {
@@ -909,21 +918,13 @@ impl<'a> Parser<'a> {
                 (Kind::Array, State::First | State::AfterComma) | (Kind::Object, State::Value) => {
                     match b {
                         b']' if kind == Kind::Array => {
-                            if state == State::AfterComma {
-                                self.repair(Repair::TrailingComma);
-                            }
-                            if self.close() {
+                            if self.close_where_expected(state) {
                                 break;
                             }
                             continue;
                         }
                         b',' if kind == Kind::Array => {
-                            self.repair(if state == State::First {
-                                Repair::LeadingComma
-                            } else {
-                                Repair::DoubleComma
-                            });
-                            self.pos += 1;
+                            self.extra_comma(state);
                             continue;
                         }
                         b',' | b'}' if kind == Kind::Object => {
@@ -1006,21 +1007,13 @@ impl<'a> Parser<'a> {
                 }
                 (Kind::Object, State::First | State::AfterComma) => {
                     if b == b'}' {
-                        if state == State::AfterComma {
-                            self.repair(Repair::TrailingComma);
-                        }
-                        if self.close() {
+                        if self.close_where_expected(state) {
                             break;
                         }
                         continue;
                     }
                     if b == b',' {
-                        self.repair(if state == State::First {
-                            Repair::LeadingComma
-                        } else {
-                            Repair::DoubleComma
-                        });
-                        self.pos += 1;
+                        self.extra_comma(state);
                         continue;
                     }
                     if count > 0 {

@@ -190,27 +190,13 @@ fn strip(text: &str, repairs: &mut Vec<Repair>) -> Body {
         keep_from = e;
     }
     let mut pos = keep_from;
-    let mut i = keep_from;
-    while let Some(off) = memchr::memchr(b'<', &src[i..]) {
-        let p = i + off;
-        let tag = THINK_TAGS
-            .iter()
-            .find(|(open, _)| src[p..].starts_with(open) && at_line_start(src, p));
-        match tag {
-            None => i = p + 1,
-            Some((open, close)) => {
-                kept.push((pos, p));
-                let body_start = p + open.len();
-                match memchr::memmem::find(&src[body_start..], close) {
-                    Some(n) => {
-                        pos = body_start + n + close.len();
-                        i = pos;
-                    }
-                    None => {
-                        pos = src.len();
-                        break;
-                    }
-                }
+    while let Some(t) = next_tag_block(src, pos, THINK_TAGS) {
+        kept.push((pos, t.open));
+        match t.after {
+            Some(after) => pos = after,
+            None => {
+                pos = src.len();
+                break;
             }
         }
     }
@@ -231,29 +217,53 @@ fn strip(text: &str, repairs: &mut Vec<Repair>) -> Body {
 fn tag_regions(b: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut i = 0;
-    while let Some(off) = memchr::memchr(b'<', &b[i..]) {
-        let p = i + off;
-        let tag = ANSWER_TAGS
-            .iter()
-            .find(|(open, _)| b[p..].starts_with(open) && at_line_start(b, p));
-        match tag {
-            None => i = p + 1,
-            Some((open, close)) => {
-                let s = p + open.len();
-                match memchr::memmem::find(&b[s..], close) {
-                    Some(n) => {
-                        out.push((s, s + n));
-                        i = s + n + close.len();
-                    }
-                    None => {
-                        out.push((s, b.len()));
-                        break;
-                    }
-                }
-            }
+    while let Some(t) = next_tag_block(b, i, ANSWER_TAGS) {
+        out.push(t.body);
+        match t.after {
+            Some(after) => i = after,
+            None => break,
         }
     }
     out
+}
+
+/// A tag block found by [`next_tag_block`].
+struct TagBlock {
+    /// Where the opening tag starts.
+    open: usize,
+    /// The text between the tags (to the end of input when never closed).
+    body: (usize, usize),
+    /// Right after the closing tag; `None` when the tag is never closed.
+    after: Option<usize>,
+}
+
+/// The first of `tags` that opens at a line start at or after `from`.
+fn next_tag_block(src: &[u8], from: usize, tags: &[(&[u8], &[u8])]) -> Option<TagBlock> {
+    let mut i = from;
+    while let Some(off) = memchr::memchr(b'<', &src[i..]) {
+        let p = i + off;
+        let tag = tags
+            .iter()
+            .find(|(open, _)| src[p..].starts_with(open) && at_line_start(src, p));
+        let Some((open, close)) = tag else {
+            i = p + 1;
+            continue;
+        };
+        let s = p + open.len();
+        return Some(match memchr::memmem::find(&src[s..], close) {
+            Some(n) => TagBlock {
+                open: p,
+                body: (s, s + n),
+                after: Some(s + n + close.len()),
+            },
+            None => TagBlock {
+                open: p,
+                body: (s, src.len()),
+                after: None,
+            },
+        });
+    }
+    None
 }
 
 /// A code fence.

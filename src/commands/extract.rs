@@ -545,19 +545,7 @@ impl Ctx<'_> {
             ptr.as_str()
         };
         let bad = |st: &mut ChunkState, reason, detail: &str| {
-            st.reject(
-                self,
-                &origin,
-                RejectOut {
-                    reason,
-                    detail,
-                    error_code: None,
-                    status_code: None,
-                    text,
-                    cut: false,
-                    value: Some(json),
-                },
-            )
+            self.reject_value(st, &origin, text, json, reason, detail)
         };
         let Some(mut range) = json::text::pointer(json, ptr) else {
             return bad(
@@ -625,6 +613,23 @@ impl Ctx<'_> {
         }
     }
 
+    /// Rejects a value read from `text`: the reject carries both.
+    fn reject_value(
+        &self,
+        st: &mut ChunkState,
+        origin: &Origin,
+        text: &str,
+        json: &str,
+        reason: &'static str,
+        detail: &str,
+    ) {
+        let r = RejectOut {
+            value: Some(json),
+            ..plain(reason, detail, text)
+        };
+        st.reject(self, origin, r)
+    }
+
     /// One record candidate: schema check (with double-encoded decoding), then written.
     fn item(
         &self,
@@ -649,19 +654,7 @@ impl Ctx<'_> {
             None => json,
         };
         let bad = |st: &mut ChunkState, reason, detail: &str| {
-            st.reject(
-                self,
-                &origin,
-                RejectOut {
-                    reason,
-                    detail,
-                    error_code: None,
-                    status_code: None,
-                    text,
-                    cut: false,
-                    value: Some(json),
-                },
-            )
+            self.reject_value(st, &origin, text, json, reason, detail)
         };
         if decoded.is_some() && self.cfg.strict {
             return bad(

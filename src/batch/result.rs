@@ -255,12 +255,7 @@ pub fn body_texts(body: &str) -> Result<Vec<TextItem<'_>>, Failure> {
 fn chat_choice<'a>(c: Choice<'a>, pos: u64, out: &mut Vec<TextItem<'a>>) {
     let choice = c.index.unwrap_or(pos);
     let truncated = c.finish_reason.as_deref() == Some("length");
-    let item = |source, tool| TextItem {
-        choice,
-        tool,
-        source,
-        provider_truncated: truncated,
-    };
+    let item = |source, tool| text_item(choice, truncated, source, tool);
     let Some(msg) = c.message else {
         // Completions: `text`.
         match c.text {
@@ -293,23 +288,11 @@ fn chat_choice<'a>(c: Choice<'a>, pos: u64, out: &mut Vec<TextItem<'a>>) {
     if let Some(f) = msg.function_call {
         tools.push((f.name, f.arguments));
     }
-    let has_text = text.as_deref().is_some_and(|t| !t.trim().is_empty());
-    if has_text || (tools.is_empty() && text.is_some()) {
-        out.push(item(TextSource::Text(text.expect("text present")), None));
-    }
-    for (i, (name, args)) in tools.into_iter().enumerate() {
-        let source = match args {
-            Some(a) => TextSource::Text(a),
-            None => TextSource::Missing("the tool call has no arguments"),
-        };
-        out.push(item(
-            source,
-            Some(ToolRef {
-                index: i as u64,
-                name,
-            }),
-        ));
-    }
+    let tools = tools
+        .into_iter()
+        .map(|(name, args)| (name, call_arguments(args)))
+        .collect();
+    push_answer(out, choice, truncated, text, tools);
     if out.last().map_or(true, |l| l.choice != choice) {
         let why = if c.finish_reason.as_deref() == Some("content_filter") {
             "the content is null (finish_reason content_filter)"
@@ -338,13 +321,66 @@ fn join_parts<'a>(
             continue;
         }
         if let Some(t) = p.text {
-            text = Some(match text {
-                None => t,
-                Some(prev) => Cow::Owned(prev.into_owned() + &t),
-            });
+            append(&mut text, t);
         }
     }
     (text, refusal)
+}
+
+/// Adds `t` to the end of the text read so far.
+fn append<'a>(text: &mut Option<Cow<'a, str>>, t: Cow<'a, str>) {
+    *text = Some(match text.take() {
+        None => t,
+        Some(prev) => Cow::Owned(prev.into_owned() + &t),
+    });
+}
+
+/// One item of a choice.
+fn text_item<'a>(
+    choice: u64,
+    truncated: bool,
+    source: TextSource<'a>,
+    tool: Option<ToolRef<'a>>,
+) -> TextItem<'a> {
+    TextItem {
+        choice,
+        tool,
+        source,
+        provider_truncated: truncated,
+    }
+}
+
+/// A tool call's arguments as text, or why there are none.
+fn call_arguments(args: Option<Cow<'_, str>>) -> TextSource<'_> {
+    match args {
+        Some(a) => TextSource::Text(a),
+        None => TextSource::Missing("the tool call has no arguments"),
+    }
+}
+
+/// Pushes the items of one answer: its text (unless it is blank beside tool calls),
+/// then one item per tool call, numbered from 0, with its name. Pushes nothing when
+/// there is neither text nor a tool call: the caller says why.
+fn push_answer<'a>(
+    out: &mut Vec<TextItem<'a>>,
+    choice: u64,
+    truncated: bool,
+    text: Option<Cow<'a, str>>,
+    tools: Vec<(Option<Cow<'a, str>>, TextSource<'a>)>,
+) {
+    match text {
+        Some(t) if !t.trim().is_empty() || tools.is_empty() => {
+            out.push(text_item(choice, truncated, TextSource::Text(t), None))
+        }
+        _ => {}
+    }
+    for (i, (name, source)) in tools.into_iter().enumerate() {
+        let tool = ToolRef {
+            index: i as u64,
+            name,
+        };
+        out.push(text_item(choice, truncated, source, Some(tool)));
+    }
 }
 
 fn responses_output(
@@ -360,47 +396,21 @@ fn responses_output(
                 let (t, r) = join_parts(it.content.unwrap_or_default(), &["output_text", "text"]);
                 refusal = refusal.or(r);
                 if let Some(t) = t {
-                    text = Some(match text {
-                        None => t,
-                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
-                    });
+                    append(&mut text, t);
                 }
             }
             Some("function_call") | Some("custom_tool_call") => {
-                tools.push((it.name, it.arguments.or(it.input)));
+                tools.push((it.name, call_arguments(it.arguments.or(it.input))));
             }
             _ => {}
         }
     }
-    let item = |source, tool| TextItem {
-        choice: 0,
-        tool,
-        source,
-        provider_truncated: truncated,
-    };
+    let item = |source, tool| text_item(0, truncated, source, tool);
     if let Some(r) = refusal {
         return Ok(vec![item(TextSource::Refusal(r), None)]);
     }
     let mut out = Vec::new();
-    match text {
-        Some(t) if !t.trim().is_empty() || tools.is_empty() => {
-            out.push(item(TextSource::Text(t), None))
-        }
-        _ => {}
-    }
-    for (i, (name, args)) in tools.into_iter().enumerate() {
-        let source = match args {
-            Some(a) => TextSource::Text(a),
-            None => TextSource::Missing("the tool call has no arguments"),
-        };
-        out.push(item(
-            source,
-            Some(ToolRef {
-                index: i as u64,
-                name,
-            }),
-        ));
-    }
+    push_answer(&mut out, 0, truncated, text, tools);
     if out.is_empty() {
         let why = if truncated {
             "the output holds no message (status incomplete)"
@@ -417,25 +427,23 @@ fn anthropic_content<'a>(
     truncated: bool,
     stop: Option<&str>,
 ) -> Result<Vec<TextItem<'a>>, Failure> {
-    let item = |source, tool| TextItem {
-        choice: 0,
-        tool,
-        source,
-        provider_truncated: truncated,
-    };
+    let item = |source, tool| text_item(0, truncated, source, tool);
     let mut text: Option<Cow<'a, str>> = None;
     let mut tools = Vec::new();
     for b in blocks {
         match b.kind.as_deref() {
             Some("text") | None => {
                 if let Some(t) = b.text {
-                    text = Some(match text {
-                        None => t,
-                        Some(prev) => Cow::Owned(prev.into_owned() + &t),
-                    });
+                    append(&mut text, t);
                 }
             }
-            Some("tool_use") | Some("server_tool_use") => tools.push((b.name, b.input)),
+            Some("tool_use") | Some("server_tool_use") => {
+                let source = match b.input {
+                    Some(raw) => TextSource::Json(raw.get()),
+                    None => TextSource::Missing("the tool_use block has no input"),
+                };
+                tools.push((b.name, source));
+            }
             _ => {}
         }
     }
@@ -444,25 +452,7 @@ fn anthropic_content<'a>(
         return Ok(vec![item(TextSource::Refusal(msg), None)]);
     }
     let mut out = Vec::new();
-    match text {
-        Some(t) if !t.trim().is_empty() || tools.is_empty() => {
-            out.push(item(TextSource::Text(t), None))
-        }
-        _ => {}
-    }
-    for (i, (name, input)) in tools.into_iter().enumerate() {
-        let source = match input {
-            Some(raw) => TextSource::Json(raw.get()),
-            None => TextSource::Missing("the tool_use block has no input"),
-        };
-        out.push(item(
-            source,
-            Some(ToolRef {
-                index: i as u64,
-                name,
-            }),
-        ));
-    }
+    push_answer(&mut out, 0, truncated, text, tools);
     if out.is_empty() {
         out.push(item(
             TextSource::Missing("the message has no text block"),

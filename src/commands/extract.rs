@@ -44,7 +44,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use super::{cap, json_str, CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
 use crate::batch::result::{read_field, read_result, Failure, TextItem, TextSource, ToolRef};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
@@ -222,10 +222,6 @@ struct RejectOut<'a> {
     value: Option<&'a str>,
 }
 
-fn json_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("string serialises");
-}
-
 fn push_num(buf: &mut Vec<u8>, n: u64) {
     use std::io::Write;
     let _ = write!(buf, "{n}");
@@ -253,18 +249,6 @@ fn write_origin_tail(buf: &mut Vec<u8>, o: &Origin) {
         buf.extend_from_slice(b",\"index\":");
         push_num(buf, i as u64);
     }
-}
-
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
 }
 
 struct ChunkState {
@@ -937,12 +921,7 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
-        rejects: cfg
-            .common
-            .rejects
-            .as_ref()
-            .map(|r| Output::create(r, cfg.common.sync))
-            .transpose()?,
+        rejects: cfg.common.open_rejects()?,
         counts: Counts::default(),
         echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
         on_error: cfg.common.on_error,

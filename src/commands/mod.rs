@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::io::output::OutputSpec;
+use crate::io::output::{Output, OutputSpec};
 use crate::io::rejects::{Reject, RejectSink};
 
 /// Where a run's messages for its user go (the first rejected lines, warnings, notes):
@@ -82,6 +82,31 @@ impl CommonOptions {
             self.notes.note(msg);
         }
     }
+
+    /// Opens the `--rejects` output, when there is one.
+    pub(crate) fn open_rejects(&self) -> Result<Option<Output>> {
+        self.rejects
+            .as_ref()
+            .map(|r| Output::create(r, self.sync))
+            .transpose()
+    }
+}
+
+/// Writes `s` as a JSON string.
+pub(crate) fn json_str(buf: &mut Vec<u8>, s: &str) {
+    serde_json::to_writer(&mut *buf, s).expect("string serialises");
+}
+
+/// Cuts `s` to at most `max` bytes at a character boundary.
+pub(crate) fn cap(s: &str, max: usize) -> (&str, bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    (&s[..end], true)
 }
 
 /// What every command's summary offers the binary: one human line, the same figures

@@ -39,7 +39,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use super::{cap, json_str, CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
@@ -269,22 +269,6 @@ struct Ctx<'a> {
     annotate: bool,
     write_rejects: bool,
     pool: Mutex<Vec<EvalCache>>,
-}
-
-fn json_str(buf: &mut Vec<u8>, s: &str) {
-    serde_json::to_writer(&mut *buf, s).expect("string serialises");
-}
-
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
 }
 
 /// Writes the counts as `{"EXPR": {"TOKENIZER": N, ...}, ...}`.
@@ -755,12 +739,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
-        rejects: cfg
-            .common
-            .rejects
-            .as_ref()
-            .map(|r| Output::create(r, cfg.common.sync))
-            .transpose()?,
+        rejects: cfg.common.open_rejects()?,
         side_files: cfg.report.is_some() || matches!(cfg.common.rejects, Some(OutputSpec::Path(_))),
         totals: Totals {
             failures: vec![0; rule_set.rules().len()],

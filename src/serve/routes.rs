@@ -550,16 +550,7 @@ fn check_create(app: &App, body: &Value) -> Result<BatchRec, ApiError> {
     let input_file_id = required_str(o, "input_file_id")?;
     let endpoint = required_str(o, "endpoint")?;
     let window = required_str(o, "completion_window")?;
-    let known = [
-        Endpoint::Responses,
-        Endpoint::ChatCompletions,
-        Endpoint::Embeddings,
-        Endpoint::Completions,
-        Endpoint::Moderations,
-        Endpoint::ImagesGenerations,
-        Endpoint::ImagesEdits,
-        Endpoint::Videos,
-    ];
+    let known = Endpoint::ALL;
     if !known.iter().any(|e| e.url() == endpoint) {
         return Err(ApiError::bad_request(format!(
             "Invalid value for 'endpoint': '{endpoint}'. Supported values are: {}.",

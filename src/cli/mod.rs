@@ -11,6 +11,7 @@ use batchline::report::SummaryMode;
 mod build;
 mod extract;
 mod join;
+mod provider;
 mod run;
 mod serve;
 mod shard;

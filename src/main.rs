@@ -69,6 +69,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             })?;
             Ok(Outcome::Clean)
         }
+        Command::Download(args) => report(mode, &commands::download::run(&args.into_config(&g)?)?),
         Command::Completions(args) => cli::shell::completions(&args),
         Command::Man(args) => cli::shell::man(&args),
     }

@@ -47,7 +47,11 @@ const WRITE_BUF: usize = 1 << 20;
 pub trait ContentSource {
     /// One `GET /v1/files/{file_id}/content` (no retries), with `Range: bytes=from-`
     /// when `from > 0`. The answer is returned whatever its status.
-    fn open(&self, file_id: &str, from: u64) -> std::result::Result<reqwest::blocking::Response, reqwest::Error>;
+    fn open(
+        &self,
+        file_id: &str,
+        from: u64,
+    ) -> std::result::Result<reqwest::blocking::Response, reqwest::Error>;
     /// The wait before retry number `retry` (0-based) after a 429, a 5xx or a dropped
     /// connection; `retry_after` is the server's `Retry-After` when it sent one.
     fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration;
@@ -56,6 +60,40 @@ pub trait ContentSource {
     fn max_attempts(&self) -> u32;
     /// The server's `Retry-After` (or `retry-after-ms`) of an answer.
     fn retry_after(&self, headers: &reqwest::header::HeaderMap) -> Option<Duration>;
+}
+
+/// The client of the lifecycle commands, with its retry policy.
+impl ContentSource for super::Client {
+    fn open(
+        &self,
+        file_id: &str,
+        from: u64,
+    ) -> std::result::Result<reqwest::blocking::Response, reqwest::Error> {
+        let mut r = self
+            .get(&format!("/v1/files/{file_id}/content"))
+            .header(reqwest::header::ACCEPT_ENCODING, "identity");
+        if from > 0 {
+            r = r.header(reqwest::header::RANGE, format!("bytes={from}-"));
+        }
+        r.send()
+    }
+
+    fn backoff(&self, retry: u32, retry_after: Option<std::time::Duration>) -> std::time::Duration {
+        crate::exec::backoff_between(
+            self.policy.base_backoff,
+            self.policy.max_backoff,
+            retry,
+            retry_after,
+        )
+    }
+
+    fn max_attempts(&self) -> u32 {
+        self.policy.max_attempts
+    }
+
+    fn retry_after(&self, headers: &reqwest::header::HeaderMap) -> Option<std::time::Duration> {
+        crate::exec::retry_after(headers)
+    }
 }
 
 /// One file to fetch.
@@ -274,8 +312,16 @@ pub fn download(
             return Err(Error::Interrupted);
         }
         let before = part.have;
-        let end = attempt(src, target, &mut part, &mut verify, &mut fetched, stop, progress)
-            .map_err(|e| Error::io(&part_file, e))?;
+        let end = attempt(
+            src,
+            target,
+            &mut part,
+            &mut verify,
+            &mut fetched,
+            stop,
+            progress,
+        )
+        .map_err(|e| Error::io(&part_file, e))?;
         match end {
             AttemptEnd::Done => break,
             AttemptEnd::StartOver(why) => {
@@ -364,7 +410,7 @@ fn attempt(
         Ok(r) => r,
         Err(e) => {
             return Ok(AttemptEnd::Retry {
-                why: describe(&e),
+                why: crate::exec::describe(&e),
                 retry_after: None,
             })
         }
@@ -389,7 +435,9 @@ fn attempt(
         let hint = match status {
             401 => " (the API key is missing or wrong)",
             403 => " (the key may not read this file)",
-            404 => " (no such file on this server: wrong base URL, or the file was deleted or expired)",
+            404 => {
+                " (no such file on this server: wrong base URL, or the file was deleted or expired)"
+            }
             _ => "",
         };
         return Err(io::Error::other(format!(
@@ -542,23 +590,6 @@ fn error_text(resp: &mut reqwest::blocking::Response) -> String {
     }
 }
 
-fn describe(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "could not connect"
-    } else {
-        "the request failed"
-    };
-    let mut msg = format!("{what}: {e}");
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        msg.push_str(&format!(": {s}"));
-        src = s.source();
-    }
-    msg
-}
-
 fn describe_io(e: &io::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -601,7 +632,10 @@ mod tests {
     #[test]
     fn part_names_are_hidden_siblings() {
         let d = Path::new("/x/results/round-0/a.output.jsonl");
-        assert_eq!(part_path(d), Path::new("/x/results/round-0/.a.output.jsonl.part"));
+        assert_eq!(
+            part_path(d),
+            Path::new("/x/results/round-0/.a.output.jsonl.part")
+        );
         assert_eq!(
             part_meta_path(d),
             Path::new("/x/results/round-0/.a.output.jsonl.part.json")

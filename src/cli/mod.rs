@@ -9,6 +9,7 @@ use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
+mod download;
 mod extract;
 mod join;
 mod provider;
@@ -19,6 +20,7 @@ pub mod shell;
 mod validate;
 
 pub use build::BuildArgs;
+pub use download::DownloadArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
 pub use run::RunArgs;
@@ -137,6 +139,9 @@ pub enum Command {
     /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
     /// the echo model or an OpenAI-compatible upstream.
     Serve(ServeArgs),
+    /// Download the output and error files of a job's ended batches (streamed,
+    /// resumable, checked against request_counts).
+    Download(DownloadArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.

@@ -19,6 +19,8 @@ pub struct WaitConfig {
     pub poll: Duration,
     /// Give up after this long (exit 2; rerun `wait` to go on).
     pub timeout: Option<Duration>,
+    /// `--download`: download each batch's files as it ends (`commands::download`).
+    pub download: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +34,9 @@ pub struct WaitSummary {
     pub seconds: f64,
     pub timed_out: bool,
     pub interrupted: bool,
+    /// With `--download`: what was downloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<super::download::DownloadSummary>,
 }
 
 impl Summary for WaitSummary {
@@ -55,6 +60,9 @@ impl Summary for WaitSummary {
             ));
         }
         s.push_str(&format!(" in {:.1} s", self.seconds));
+        if let Some(d) = &self.download {
+            s.push_str(&format!("; {}", d.brief()));
+        }
         if self.timed_out {
             s.push_str(" (timed out: run `batchline wait` again to go on)");
         }
@@ -67,7 +75,9 @@ impl Summary for WaitSummary {
     fn outcome(&self) -> Outcome {
         if self.interrupted {
             Outcome::Interrupted
-        } else if self.totals.all_completed() {
+        } else if self.totals.all_completed()
+            && self.download.as_ref().is_none_or(|d| d.mismatched == 0)
+        {
             Outcome::Clean
         } else {
             Outcome::WithRejects
@@ -136,7 +146,10 @@ impl Bars {
         bar.set_length(c.total.max(1));
         bar.set_position(c.completed + c.failed);
         bar.set_message(format!("{} ({} failed)", c.status, c.failed));
-        if matches!(c.status.as_str(), "completed" | "failed" | "expired" | "cancelled") {
+        if matches!(
+            c.status.as_str(),
+            "completed" | "failed" | "expired" | "cancelled"
+        ) {
             bar.finish();
         }
     }
@@ -144,13 +157,20 @@ impl Bars {
 
 /// Polls until the job is done (or the timeout, or Ctrl-C). `submitted`: shards the
 /// caller already submitted in this process (for the summary).
-pub(crate) fn wait_session(session: &mut Session, cfg: &WaitConfig, submitted: u64) -> Result<WaitSummary> {
+pub(crate) fn wait_session(
+    session: &mut Session,
+    cfg: &WaitConfig,
+    submitted: u64,
+) -> Result<WaitSummary> {
     let start = Instant::now();
     let mut bars = Bars::new(cfg.job.progress);
     let mut submitted = submitted;
     let mut polls = 0u64;
     let mut timed_out = false;
     let mut interrupted = false;
+    let mut download = cfg
+        .download
+        .then(|| super::download::DownloadSummary::new(&session.job));
     if let Some(b) = bars.as_mut() {
         for (r, s) in session.ledger.shards() {
             b.show(&change_of(r, s));
@@ -168,6 +188,16 @@ pub(crate) fn wait_session(session: &mut Session, cfg: &WaitConfig, submitted: u
                     Some(b) => b.show(c),
                     None => session.common.note(&c.line()),
                 }
+            }
+            if let Some(d) = download.as_mut() {
+                super::download::Files {
+                    client: &session.client,
+                    job: &session.job,
+                    common: &session.common,
+                    progress: false,
+                    notes: bars.is_none(),
+                }
+                .download_ended(&mut session.ledger, d)?;
             }
             Ok(session.all_ended())
         })();
@@ -206,5 +236,6 @@ pub(crate) fn wait_session(session: &mut Session, cfg: &WaitConfig, submitted: u
         seconds: (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         timed_out,
         interrupted,
+        download,
     })
 }

@@ -37,7 +37,8 @@ impl Summary for ListSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        true
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {

@@ -63,7 +63,8 @@ impl Summary for StatusSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        true
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {

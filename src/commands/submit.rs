@@ -107,7 +107,8 @@ impl Summary for SubmitSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        self.dry_run
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {

@@ -37,7 +37,13 @@ fn code(o: &Output) -> i32 {
 /// prompt tokens in the manifest.
 fn job(dir: &Path, n: usize, per: usize) -> PathBuf {
     let lines: Vec<String> = (0..n)
-        .map(|i| chat_line(&format!("r{i:04}"), "gpt-4o-mini", &format!("Say something about the number {i}, please.")))
+        .map(|i| {
+            chat_line(
+                &format!("r{i:04}"),
+                "gpt-4o-mini",
+                &format!("Say something about the number {i}, please."),
+            )
+        })
         .collect();
     let req = dir.join("requests.jsonl");
     std::fs::write(&req, lines.join("\n") + "\n").unwrap();
@@ -64,7 +70,10 @@ fn ledger(job: &Path) -> Value {
 }
 
 fn shards(job: &Path) -> Vec<Value> {
-    ledger(job)["rounds"][0]["shards"].as_array().unwrap().clone()
+    ledger(job)["rounds"][0]["shards"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 fn manifest_tokens(job: &Path) -> Vec<u64> {
@@ -91,7 +100,18 @@ fn shard_submit_wait_status_and_a_rerun_creates_nothing() {
     let s = Serve::echo(&[]);
     let base = s.base();
     let j = job.to_str().unwrap();
-    let o = bl(&["submit", j, "--base-url", &base, "--metadata", "team=data", "--json"], &[]);
+    let o = bl(
+        &[
+            "submit",
+            j,
+            "--base-url",
+            &base,
+            "--metadata",
+            "team=data",
+            "--json",
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let sum: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(sum["submitted"], 3);
@@ -119,15 +139,24 @@ fn shard_submit_wait_status_and_a_rerun_creates_nothing() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let table = stdout(&o);
     assert_eq!(table.lines().count(), 4, "{table}");
-    assert!(table.lines().skip(1).all(|l| l.contains("\tcompleted\t")), "{table}");
-    assert!(table.contains("10/0/10") && table.contains("5/0/5"), "{table}");
+    assert!(
+        table.lines().skip(1).all(|l| l.contains("\tcompleted\t")),
+        "{table}"
+    );
+    assert!(
+        table.contains("10/0/10") && table.contains("5/0/5"),
+        "{table}"
+    );
     assert!(stderr(&o).contains("tokens used:"), "{}", stderr(&o));
     let o = bl(&["status", j, "--base-url", &base, "--json"], &[]);
     let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(st["totals"]["completed"], 3);
     assert_eq!(st["totals"]["requests_completed"], 25);
     let used: u64 = manifest_tokens(&job).iter().sum();
-    assert_eq!(st["totals"]["input_tokens"], used, "usage = the prompt tokens counted by shard");
+    assert_eq!(
+        st["totals"]["input_tokens"], used,
+        "usage = the prompt tokens counted by shard"
+    );
     for sh in shards(&job) {
         assert_eq!(sh["state"], "ended");
         assert_eq!(sh["batch"]["status"], "completed");
@@ -158,7 +187,15 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     let t = manifest_tokens(&job);
     let budget = (t[0] + t[1]).to_string();
     let o = bl(
-        &["submit", job.to_str().unwrap(), "--base-url", &s.base(), "--dry-run", "--max-enqueued-tokens", &budget],
+        &[
+            "submit",
+            job.to_str().unwrap(),
+            "--base-url",
+            &s.base(),
+            "--dry-run",
+            "--max-enqueued-tokens",
+            &budget,
+        ],
         &[],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -168,7 +205,10 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     assert!(plan.contains("cost estimate:"), "{plan}");
     assert!(stderr(&o).contains("nothing was sent"), "{}", stderr(&o));
     assert!(s.batches(None).is_empty());
-    assert!(!job.join("ledger.json").exists(), "a dry run writes nothing");
+    assert!(
+        !job.join("ledger.json").exists(),
+        "a dry run writes nothing"
+    );
 }
 
 #[test]
@@ -180,18 +220,43 @@ fn the_token_budget_queues_shards_until_batches_end() {
     let max = *t.iter().max().unwrap();
     // Room for two shards at a time, on the server and in the budget.
     let limit = (2 * max).to_string();
-    let s = Serve::echo(&["--enqueued-token-limit", &limit, "--latency-ms", "100", "--concurrency", "1"]);
+    let s = Serve::echo(&[
+        "--enqueued-token-limit",
+        &limit,
+        "--latency-ms",
+        "100",
+        "--concurrency",
+        "1",
+    ]);
     let j = job.to_str().unwrap();
-    let o = bl(&["submit", j, "--base-url", &s.base(), "--max-enqueued-tokens", &limit, "--json"], &[]);
+    let o = bl(
+        &[
+            "submit",
+            j,
+            "--base-url",
+            &s.base(),
+            "--max-enqueued-tokens",
+            &limit,
+            "--json",
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let sum: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(sum["submitted"], 2, "{sum}");
     assert_eq!(sum["queued"], 2, "{sum}");
-    let queued: Vec<Value> = shards(&job).into_iter().filter(|s| s["state"] == "pending").collect();
+    let queued: Vec<Value> = shards(&job)
+        .into_iter()
+        .filter(|s| s["state"] == "pending")
+        .collect();
     assert_eq!(queued.len(), 2);
     assert!(queued.iter().all(|s| s["queued_reason"] == "token budget"));
     let o = bl(&["status", j, "--base-url", &s.base()], &[]);
-    assert!(stdout(&o).contains("queued (token budget)"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("queued (token budget)"),
+        "{}",
+        stdout(&o)
+    );
     // wait submits the rest as the first batches end; the server never refuses one.
     let o = bl(&["wait", j, "--base-url", &s.base(), "--poll", "0.05"], &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -209,19 +274,42 @@ fn token_limit_exceeded_goes_back_to_the_queue() {
     let max = *t.iter().max().unwrap();
     // The server takes one shard at a time; the budget claims room for all four.
     let limit = (max + max / 2).to_string();
-    let s = Serve::echo(&["--enqueued-token-limit", &limit, "--latency-ms", "150", "--concurrency", "1"]);
+    let s = Serve::echo(&[
+        "--enqueued-token-limit",
+        &limit,
+        "--latency-ms",
+        "150",
+        "--concurrency",
+        "1",
+    ]);
     let j = job.to_str().unwrap();
     let budget = (10 * max).to_string();
     let o = bl(
-        &["submit", j, "--base-url", &s.base(), "--max-enqueued-tokens", &budget, "--wait", "--poll", "0.05"],
+        &[
+            "submit",
+            j,
+            "--base-url",
+            &s.base(),
+            "--max-enqueued-tokens",
+            &budget,
+            "--wait",
+            "--poll",
+            "0.05",
+        ],
         &[],
     );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("token_limit_exceeded"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("token_limit_exceeded"),
+        "{}",
+        stderr(&o)
+    );
     let all = s.batches(None);
     let refused = all
         .iter()
-        .filter(|b| b["status"] == "failed" && b["errors"]["data"][0]["code"] == "token_limit_exceeded")
+        .filter(|b| {
+            b["status"] == "failed" && b["errors"]["data"][0]["code"] == "token_limit_exceeded"
+        })
         .count();
     assert!(refused >= 1, "the server refused none: {all:?}");
     let sh = shards(&job);
@@ -235,7 +323,10 @@ fn token_limit_exceeded_goes_back_to_the_queue() {
         assert_eq!(s0["batch_id"], completed[0]["id"]);
         assert_eq!(s0["state"], "ended");
     }
-    let retries: u64 = sh.iter().map(|s| s["token_limit_retries"].as_u64().unwrap()).sum();
+    let retries: u64 = sh
+        .iter()
+        .map(|s| s["token_limit_retries"].as_u64().unwrap())
+        .sum();
     assert_eq!(retries as usize, refused, "each refusal was one re-queue");
 }
 
@@ -243,9 +334,27 @@ fn token_limit_exceeded_goes_back_to_the_queue() {
 fn expired_batches_keep_their_partial_results_and_wait_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
     let job = job(tmp.path(), 20, 20);
-    let s = Serve::echo(&["--window", "1s", "--latency-ms", "200", "--concurrency", "1"]);
+    let s = Serve::echo(&[
+        "--window",
+        "1s",
+        "--latency-ms",
+        "200",
+        "--concurrency",
+        "1",
+    ]);
     let j = job.to_str().unwrap();
-    let o = bl(&["submit", j, "--base-url", &s.base(), "--wait", "--poll", "0.1"], &[]);
+    let o = bl(
+        &[
+            "submit",
+            j,
+            "--base-url",
+            &s.base(),
+            "--wait",
+            "--poll",
+            "0.1",
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains("1 expired"), "{}", stderr(&o));
     let sh = &shards(&job)[0];
@@ -267,14 +376,29 @@ fn cancel_keeps_what_finished() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     // Once both batches answered a request, cancel one shard, then the rest.
     s.wait_for(None, Duration::from_secs(60), |b| {
-        b.len() == 2 && b.iter().all(|b| b["request_counts"]["completed"].as_u64() >= Some(1))
+        b.len() == 2
+            && b.iter()
+                .all(|b| b["request_counts"]["completed"].as_u64() >= Some(1))
     });
     let first = shards(&job)[0]["name"].as_str().unwrap().to_string();
-    let o = bl(&["cancel", j, first.trim_end_matches(".jsonl"), "--base-url", &s.base(), "--json"], &[]);
+    let o = bl(
+        &[
+            "cancel",
+            j,
+            first.trim_end_matches(".jsonl"),
+            "--base-url",
+            &s.base(),
+            "--json",
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let c: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(c["cancelled"].as_array().unwrap().len(), 1);
-    let o = bl(&["cancel", j, "no-such-shard", "--base-url", &s.base()], &[]);
+    let o = bl(
+        &["cancel", j, "no-such-shard", "--base-url", &s.base()],
+        &[],
+    );
     assert_eq!(code(&o), 2);
     assert!(stderr(&o).contains("no shard"), "{}", stderr(&o));
     let o = bl(&["cancel", j, "--base-url", &s.base()], &[]);
@@ -298,7 +422,18 @@ fn injected_429s_and_500s_on_uploads_and_creates_are_retried_without_a_second_ba
         "files.create:429/0@1,files.create:500@2,batches.create:429/0@1,batches.create:500@2,batches.create:503/0@3",
     ]);
     let j = job.to_str().unwrap();
-    let o = bl(&["submit", j, "--base-url", &s.base(), "--wait", "--poll", "0.05"], &[]);
+    let o = bl(
+        &[
+            "submit",
+            j,
+            "--base-url",
+            &s.base(),
+            "--wait",
+            "--poll",
+            "0.05",
+        ],
+        &[],
+    );
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let all = s.batches(None);
     assert_eq!(all.len(), 2, "{all:?}");
@@ -326,7 +461,10 @@ fn sigkill_after_the_server_created_a_batch_leaves_exactly_one_batch() {
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     let sh = shards(&job);
-    assert_eq!(sh[0]["state"], "creating", "the intent was recorded before the call");
+    assert_eq!(
+        sh[0]["state"], "creating",
+        "the intent was recorded before the call"
+    );
     assert!(sh[0]["batch_id"].is_null());
     let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
@@ -369,7 +507,10 @@ fn a_second_process_on_a_locked_job_stops_with_exit_2() {
         .lines()
         .any(|l| l.contains("FLOCK") && l.split_whitespace().nth(4) == Some(pid.as_str()))
     {
-        assert!(t0.elapsed() < Duration::from_secs(30), "wait never took the lock");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "wait never took the lock"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let slow_base = slow.base();
@@ -378,32 +519,60 @@ fn a_second_process_on_a_locked_job_stops_with_exit_2() {
         a.extend(["--base-url", slow_base.as_str()]);
         let o = bl(&a, &[]);
         assert_eq!(code(&o), 2, "{args:?}: {}", stderr(&o));
-        assert!(stderr(&o).contains("another batchline process is working on this job"), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("another batchline process is working on this job"),
+            "{}",
+            stderr(&o)
+        );
     }
     // status still shows the job, read-only.
     let o = bl(&["status", j2, "--base-url", &slow.base()], &[]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert!(stderr(&o).contains("without writing the ledger"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("without writing the ledger"),
+        "{}",
+        stderr(&o)
+    );
     // Ctrl-C stops the waiter with 130 and a whole ledger.
     unsafe { libc::kill(waiter.id() as i32, libc::SIGINT) };
     let st = waiter.wait().unwrap();
     assert_eq!(st.code(), Some(130));
-    assert_eq!(ledger(&job2)["rounds"][0]["shards"][0]["state"], "submitted");
+    assert_eq!(
+        ledger(&job2)["rounds"][0]["shards"][0]["state"],
+        "submitted"
+    );
 }
 
 #[test]
 fn azure_form_api_version_and_api_key_header() {
     let tmp = tempfile::tempdir().unwrap();
     let job = job(tmp.path(), 4, 2);
-    let s = Serve::start(&["--echo", "--api-key-env", "SERVE_KEY"], &[("SERVE_KEY", "azure-key-1")]);
+    let s = Serve::start(
+        &["--echo", "--api-key-env", "SERVE_KEY"],
+        &[("SERVE_KEY", "azure-key-1")],
+    );
     let j = job.to_str().unwrap();
     let base = format!("{}/openai/v1", s.url);
-    let args = ["submit", j, "--base-url", &base, "--api-version", "2024-10-21", "--wait", "--poll", "0.05"];
+    let args = [
+        "submit",
+        j,
+        "--base-url",
+        &base,
+        "--api-version",
+        "2024-10-21",
+        "--wait",
+        "--poll",
+        "0.05",
+    ];
     // A wrong key: exit 2, and the error names the variable to fix.
     let o = bl(&args, &[("AZURE_OPENAI_API_KEY", "wrong-key-9")]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
     assert!(stderr(&o).contains("HTTP 401"), "{}", stderr(&o));
-    assert!(stderr(&o).contains("AZURE_OPENAI_API_KEY"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("AZURE_OPENAI_API_KEY"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!stderr(&o).contains("wrong-key-9"));
     // No key at all: the message says so.
     let o = bl(&args, &[]);
@@ -414,9 +583,16 @@ fn azure_form_api_version_and_api_key_header() {
     assert_eq!(ledger(&job)["provider"]["azure"], true);
     assert_eq!(s.batches(Some("azure-key-1")).len(), 2);
     // A wrong base URL is a 404 that says what to check.
-    let o = bl(&["list", "--base-url", &format!("{}/nope/v1", s.url)], &[("OPENAI_API_KEY", "azure-key-1")]);
+    let o = bl(
+        &["list", "--base-url", &format!("{}/nope/v1", s.url)],
+        &[("OPENAI_API_KEY", "azure-key-1")],
+    );
     assert_eq!(code(&o), 2);
-    assert!(stderr(&o).contains("HTTP 404") && stderr(&o).contains("check the base URL"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HTTP 404") && stderr(&o).contains("check the base URL"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// Every file under `dir`, recursively.
@@ -436,7 +612,10 @@ fn the_key_is_never_written_anywhere() {
     const KEY: &str = "sk-batchline-test-RECOGNISABLE-4f1c9e";
     let tmp = tempfile::tempdir().unwrap();
     let job = job(tmp.path(), 6, 3);
-    let s = Serve::start(&["--echo", "--api-key-env", "SERVE_KEY", "--latency-ms", "20"], &[("SERVE_KEY", KEY)]);
+    let s = Serve::start(
+        &["--echo", "--api-key-env", "SERVE_KEY", "--latency-ms", "20"],
+        &[("SERVE_KEY", KEY)],
+    );
     let j = job.to_str().unwrap();
     let base = s.base();
     let env = [("OPENAI_API_KEY", KEY)];
@@ -454,11 +633,18 @@ fn the_key_is_never_written_anywhere() {
         let mut a = args.clone();
         a.extend(["--base-url", &base]);
         let o = bl(&a, &env);
-        assert!(code(&o) == 0 || (args[0] == "wait" && code(&o) == 1), "{args:?}: {}", stderr(&o));
+        assert!(
+            code(&o) == 0 || (args[0] == "wait" && code(&o) == 1),
+            "{args:?}: {}",
+            stderr(&o)
+        );
         outputs.push(o);
     }
     // A wrong key shown back by the server must not be repeated either.
-    let o = bl(&["list", "--base-url", &base], &[("OPENAI_API_KEY", "sk-wrong-RECOGNISABLE-77")]);
+    let o = bl(
+        &["list", "--base-url", &base],
+        &[("OPENAI_API_KEY", "sk-wrong-RECOGNISABLE-77")],
+    );
     assert_eq!(code(&o), 2);
     assert!(!stderr(&o).contains("sk-wrong-RECOGNISABLE-77"));
     for o in &outputs {

@@ -95,19 +95,30 @@ impl Serve {
             if page["has_more"] != Value::Bool(true) || data.is_empty() {
                 return out;
             }
-            after = data.last().and_then(|b| b["id"].as_str()).map(str::to_string);
+            after = data
+                .last()
+                .and_then(|b| b["id"].as_str())
+                .map(str::to_string);
         }
     }
 
     /// Polls until `pred` holds of the server's batches (every 20 ms, at most `limit`).
-    pub fn wait_for(&self, key: Option<&str>, limit: Duration, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_for(
+        &self,
+        key: Option<&str>,
+        limit: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
         let t0 = Instant::now();
         loop {
             let b = self.batches(key);
             if pred(&b) {
                 return b;
             }
-            assert!(t0.elapsed() < limit, "the server never reached the state waited for: {b:?}");
+            assert!(
+                t0.elapsed() < limit,
+                "the server never reached the state waited for: {b:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -541,6 +541,26 @@ fn a_second_process_on_a_locked_job_stops_with_exit_2() {
         ledger(&job2)["rounds"][0]["shards"][0]["state"],
         "submitted"
     );
+    // A wait that passes its --timeout ends with exit 2 and says how to go on.
+    let o = bl(
+        &[
+            "wait",
+            j2,
+            "--base-url",
+            &slow_base,
+            "--poll",
+            "0.05",
+            "--timeout",
+            "300ms",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("timed out with 1 batches running"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -682,3 +682,35 @@ fn the_key_is_never_written_anywhere() {
         );
     }
 }
+
+#[test]
+fn final_4xx_answers_say_what_to_do_and_are_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 2, 2);
+    let j = job.to_str().unwrap();
+    let s = Serve::echo(&["--faults", "files.create:413@1,batches.create:403@1"]);
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HTTP 413") && stderr(&o).contains("shard --max-bytes"),
+        "{}",
+        stderr(&o)
+    );
+    // The upload is repeated by the rerun (it was never done); the create's 403 is
+    // final and leaves the shard uploaded, with no batch.
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HTTP 403") && stderr(&o).contains("permissions"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(shards(&job)[0]["state"], "uploaded");
+    assert!(s.batches(None).is_empty());
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(s.batches(None).len(), 1);
+    // One upload per attempt that reached the server: 413 refused, then one file.
+    let files = s.get("/v1/files", None);
+    assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");
+}

@@ -707,10 +707,26 @@ fn final_4xx_answers_say_what_to_do_and_are_not_retried() {
     );
     assert_eq!(shards(&job)[0]["state"], "uploaded");
     assert!(s.batches(None).is_empty());
-    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    assert_eq!(s.batches(None).len(), 1);
-    // One upload per attempt that reached the server: 413 refused, then one file.
+    // One upload reached the server (the 413 was refused before storing anything).
     let files = s.get("/v1/files", None);
     assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");
+    // The uploaded file disappears (deleted, or expired while queued): the rerun
+    // uploads the shard again instead of failing on the missing file.
+    let gone = shards(&job)[0]["file_id"].as_str().unwrap().to_string();
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v1/files/{gone}", s.url))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("uploading the shard again"),
+        "{}",
+        stderr(&o)
+    );
+    let all = s.batches(None);
+    assert_eq!(all.len(), 1);
+    assert_ne!(all[0]["input_file_id"], gone.as_str());
+    assert_eq!(shards(&job)[0]["file_id"], all[0]["input_file_id"]);
 }

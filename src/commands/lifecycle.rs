@@ -5,7 +5,7 @@
 //!
 //! Never twice: every call that creates something is preceded by a durable record of
 //! the intent (`uploading`, `creating`) and followed by one of the result (`uploaded`
-//! + file id, `submitted` + batch id). A shard found in `creating` without a batch id
+//! with its file id, `submitted` with its batch id). A shard found in `creating` without a batch id
 //! (a crash, or an answer that never came) is looked up among the account's batches
 //! by its metadata before any new create.
 
@@ -96,6 +96,8 @@ pub struct Session {
     pub requeue_base: Duration,
     /// Shard files whose sha256 was checked against the ledger in this process.
     verified: Vec<PathBuf>,
+    /// Shards uploaded again in this process because their file was gone.
+    reuploaded: Vec<(u32, String)>,
 }
 
 /// Checks that `job` is a shard directory and reads its manifest.
@@ -205,7 +207,9 @@ impl Session {
         let manifest = read_manifest(&job)?;
         let lock = match JobLock::acquire(&job) {
             Ok(l) => Some(l),
-            Err(e) if read_only_if_locked && e.to_string().contains("another batchline process") => {
+            Err(e)
+                if read_only_if_locked && e.to_string().contains("another batchline process") =>
+            {
                 opts.common.note(&format!(
                     "{}: another batchline process holds this job; showing its state without writing the ledger",
                     job.display()
@@ -221,8 +225,11 @@ impl Session {
         let ledger = match Ledger::load(&job)? {
             Some(mut l) => {
                 if l.provider.base_url != provider_info.base_url {
-                    let sent = l.shards().any(|(_, s)| s.file_id.is_some() || s.batch_id.is_some()
-                        || s.state != ShardState::Pending);
+                    let sent = l.shards().any(|(_, s)| {
+                        s.file_id.is_some()
+                            || s.batch_id.is_some()
+                            || s.state != ShardState::Pending
+                    });
                     if sent {
                         return Err(Error::Usage(format!(
                             "{}: this job's files and batches are at {}, but this run points at {}; pass --base-url {} (or set OPENAI_BASE_URL)",
@@ -243,10 +250,10 @@ impl Session {
             }
             None => {
                 return Err(Error::Usage(format!(
-                    "{}: nothing was submitted yet (no ledger.json); run `batchline submit {}` first",
-                    job.display(),
-                    job.display()
-                )))
+                "{}: nothing was submitted yet (no ledger.json); run `batchline submit {}` first",
+                job.display(),
+                job.display()
+            )))
             }
         };
         let client = Client::new(opts.provider.clone())
@@ -260,6 +267,7 @@ impl Session {
             lock,
             requeue_base: Duration::from_secs(30),
             verified: Vec::new(),
+            reuploaded: Vec::new(),
         })
     }
 
@@ -308,7 +316,8 @@ impl Session {
             None => true,
             Some(m) => queued + mine <= m || (queued == 0 && mine > m),
         };
-        ok(set.max_enqueued_tokens, tok, s.prompt_tokens) && ok(set.max_enqueued_requests, req, s.requests)
+        ok(set.max_enqueued_tokens, tok, s.prompt_tokens)
+            && ok(set.max_enqueued_requests, req, s.requests)
     }
 
     /// Submits every shard that is due and fits the budget; marks the others queued.
@@ -325,7 +334,10 @@ impl Session {
             let s = self.shard(round, &name).clone();
             let candidate = matches!(
                 s.state,
-                ShardState::Pending | ShardState::Uploading | ShardState::Uploaded | ShardState::Creating
+                ShardState::Pending
+                    | ShardState::Uploading
+                    | ShardState::Uploaded
+                    | ShardState::Creating
             );
             if !candidate || s.queued_reason.as_deref() == Some("cancelled") {
                 continue;
@@ -367,7 +379,9 @@ impl Session {
     }
 
     pub fn shard_mut(&mut self, round: u32, name: &str) -> &mut ShardEntry {
-        self.ledger.shard_mut(round, name).expect("a shard of the ledger")
+        self.ledger
+            .shard_mut(round, name)
+            .expect("a shard of the ledger")
     }
 
     fn shard_path(&self, round: u32, name: &str) -> PathBuf {
@@ -468,6 +482,27 @@ impl Session {
                     None => self.create(round, name, lost + 1),
                 }
             }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ApiErrorKind::Status(404) | ApiErrorKind::Status(400)
+                ) && e.message.contains(body.input_file_id.as_str())
+                    && !self
+                        .reuploaded
+                        .iter()
+                        .any(|(r, n)| *r == round && n == name) =>
+            {
+                // The uploaded file is gone (deleted, or expired while the shard was
+                // queued): surely no batch. Upload it again, once per run.
+                self.common
+                    .note(&format!("{name}: {}; uploading the shard again", e.message));
+                self.reuploaded.push((round, name.to_string()));
+                let sh = self.shard_mut(round, name);
+                sh.state = ShardState::Pending;
+                sh.file_id = None;
+                self.save()?;
+                self.submit_one(round, name)
+            }
             Err(e) => {
                 if matches!(e.kind, ApiErrorKind::Status(s) if (400..500).contains(&s)) {
                     // Refused: surely no batch. Back to `uploaded`.
@@ -489,7 +524,11 @@ impl Session {
             .extra
             .get(PREVIOUS_BATCHES)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let job_id = self.ledger.job_id.clone();
         let round_s = round.to_string();
@@ -610,7 +649,11 @@ impl Session {
 
 /// A shard's state as a [`Change`].
 pub fn change_of(round: u32, s: &ShardEntry) -> Change {
-    let counts = s.batch.as_ref().and_then(|b| b.request_counts).unwrap_or_default();
+    let counts = s
+        .batch
+        .as_ref()
+        .and_then(|b| b.request_counts)
+        .unwrap_or_default();
     Change {
         round,
         shard: s.name.clone(),
@@ -621,7 +664,11 @@ pub fn change_of(round: u32, s: &ShardEntry) -> Change {
             .unwrap_or_else(|| s.state.name().to_string()),
         completed: counts.completed,
         failed: counts.failed,
-        total: if counts.total > 0 { counts.total } else { s.requests },
+        total: if counts.total > 0 {
+            counts.total
+        } else {
+            s.requests
+        },
     }
 }
 

@@ -670,3 +670,24 @@ fn a_server_that_ignores_range_is_read_from_the_start_and_its_first_bytes_skippe
     assert_eq!(f.lines, 5000);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
 }
+
+#[test]
+fn a_file_renamed_into_place_before_the_ledger_said_so_is_recorded_not_fetched() {
+    let server = Serve::echo(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let requests = one_shard_requests(dir.path());
+    let job = submitted_job(dir.path(), &server, requests, &[], &[]);
+    let first = json(ok(&bl(dir.path(), &server, &["download", "job", "--json"])));
+    assert_eq!(first["fetched"], 1);
+    // The state a crash between the rename and the ledger write leaves: the entry
+    // written before the download (file id, not complete), the file in place.
+    let mut l = ledger(&job);
+    let entry = &mut l["rounds"][0]["shards"][0]["downloads"]["output"];
+    entry["complete"] = Value::Bool(false);
+    entry["lines"] = Value::from(0);
+    std::fs::write(job.join("ledger.json"), serde_json::to_vec(&l).unwrap()).unwrap();
+    let again = json(ok(&bl(dir.path(), &server, &["download", "job", "--json"])));
+    assert_eq!(again["fetched"], 0, "{again}");
+    assert_eq!(again["files"][0]["action"], "recorded", "{again}");
+    check_results(&job);
+}

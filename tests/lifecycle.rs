@@ -738,7 +738,7 @@ fn ctrl_c_during_submit_exits_130_and_the_rerun_goes_on() {
     let j = job.to_str().unwrap();
     // Each create takes a second: time to be interrupted in the middle of one.
     let s = Serve::echo(&["--faults", "batches.create:slow=1s"]);
-    let mut child = Command::new(bin())
+    let child = Command::new(bin())
         .args(["submit", j, "--base-url", &s.base()])
         .env_remove("OPENAI_API_KEY")
         .stdout(Stdio::null())

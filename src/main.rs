@@ -71,6 +71,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         }
         Command::Completions(args) => cli::shell::completions(&args),
         Command::Man(args) => cli::shell::man(&args),
+        Command::Estimate(args) => report(mode, &commands::estimate::run(&args.into_config(&g)?)?),
     }
 }
 

@@ -9,6 +9,7 @@ use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
+mod estimate;
 mod extract;
 mod join;
 mod run;
@@ -18,6 +19,7 @@ pub mod shell;
 mod validate;
 
 pub use build::BuildArgs;
+pub use estimate::EstimateArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
 pub use run::RunArgs;
@@ -140,6 +142,9 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.
     Man(shell::ManArgs),
+    /// Estimate the tokens and cost of a request file or shard directory (batch and
+    /// direct price, lower and upper bound).
+    Estimate(EstimateArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

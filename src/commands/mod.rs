@@ -1,6 +1,7 @@
 //! One module per command: each has a plain config struct, a summary, and a `run`.
 
 pub mod build;
+pub mod estimate;
 pub mod extract;
 pub mod join;
 pub mod run;

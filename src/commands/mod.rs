@@ -8,6 +8,13 @@ pub mod run;
 pub mod serve;
 pub mod shard;
 pub mod validate;
+// The batch lifecycle (helper "lifecycle").
+pub mod cancel;
+pub mod lifecycle;
+pub mod list;
+pub mod status;
+pub mod submit;
+pub mod wait;
 
 use std::sync::Arc;
 

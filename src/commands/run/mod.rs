@@ -54,7 +54,7 @@ use crate::exec::{ExecConfig, Executor, Reply};
 use crate::io::input::{InputSpec, OpenInput};
 
 /// The base URL when neither `--base-url` nor `OPENAI_BASE_URL` says one.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub use crate::api::DEFAULT_BASE_URL;
 
 /// The order of result lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

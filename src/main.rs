@@ -74,6 +74,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Wait(args) => report(mode, &commands::wait::run(&args.into_config(&g)?)?),
         Command::Cancel(args) => report(mode, &commands::cancel::run(&args.into_config(&g)?)?),
         Command::List(args) => report(mode, &commands::list::run(&args.into_config(&g)?)?),
+        Command::Download(args) => report(mode, &commands::download::run(&args.into_config(&g)?)?),
         Command::Completions(args) => cli::shell::completions(&args),
         Command::Man(args) => cli::shell::man(&args),
         Command::Estimate(args) => report(mode, &commands::estimate::run(&args.into_config(&g)?)?),

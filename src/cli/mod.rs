@@ -10,6 +10,7 @@ use batchline::report::SummaryMode;
 
 mod build;
 mod estimate;
+mod download;
 mod extract;
 mod join;
 mod provider;
@@ -27,6 +28,7 @@ mod wait;
 
 pub use build::BuildArgs;
 pub use estimate::EstimateArgs;
+pub use download::DownloadArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
 pub use run::RunArgs;
@@ -161,6 +163,9 @@ pub enum Command {
     Cancel(CancelArgs),
     /// The account's batches, newest first.
     List(ListArgs),
+    /// Download the output and error files of a job's ended batches (streamed,
+    /// resumable, checked against request_counts).
+    Download(DownloadArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.

@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod estimate;
+pub mod download;
 pub mod extract;
 pub mod join;
 pub mod run;

@@ -10,6 +10,7 @@ use batchline::report::SummaryMode;
 
 mod build;
 mod estimate;
+mod resubmit;
 mod download;
 mod extract;
 mod join;
@@ -28,6 +29,7 @@ mod wait;
 
 pub use build::BuildArgs;
 pub use estimate::EstimateArgs;
+pub use resubmit::ResubmitArgs;
 pub use download::DownloadArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
@@ -173,6 +175,9 @@ pub enum Command {
     /// Estimate the tokens and cost of a request file or shard directory (batch and
     /// direct price, lower and upper bound).
     Estimate(EstimateArgs),
+    /// Send a job's retryable, expired and missing requests again as its next round
+    /// (final failures are not resent).
+    Resubmit(ResubmitArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

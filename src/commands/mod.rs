@@ -16,6 +16,7 @@ pub mod list;
 pub mod status;
 pub mod submit;
 pub mod wait;
+pub mod resubmit;
 
 use std::sync::Arc;
 

@@ -172,11 +172,16 @@ impl Client {
                     return Ok(());
                 }
             }
-            let last = page.last_id.clone().or_else(|| page.data.last().map(|b| b.id.clone()));
+            let last = page
+                .last_id
+                .clone()
+                .or_else(|| page.data.last().map(|b| b.id.clone()));
             match (page.has_more, last) {
                 (Some(true), Some(l)) if Some(&l) != after.as_ref() => after = Some(l),
                 // No `has_more` (some servers): a full page means there may be more.
-                (None, Some(l)) if page.data.len() as u32 >= page_size && Some(&l) != after.as_ref() => {
+                (None, Some(l))
+                    if page.data.len() as u32 >= page_size && Some(&l) != after.as_ref() =>
+                {
                     after = Some(l)
                 }
                 _ => return Ok(()),

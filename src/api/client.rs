@@ -224,7 +224,11 @@ impl Client {
                                 "{what} ({}): {}{}",
                                 self.url_for_message(),
                                 describe(&e),
-                                if last { format!(" (after {attempt} attempts)") } else { String::new() }
+                                if last {
+                                    format!(" (after {attempt} attempts)")
+                                } else {
+                                    String::new()
+                                }
                             )),
                         });
                     }
@@ -299,7 +303,9 @@ impl Client {
     /// Removes the key from a text that might hold it (a server echoing it back).
     fn redact(&self, text: &str) -> String {
         match &self.provider.key {
-            Some(k) if k.len() >= 4 && text.contains(k.as_str()) => text.replace(k.as_str(), "<key>"),
+            Some(k) if k.len() >= 4 && text.contains(k.as_str()) => {
+                text.replace(k.as_str(), "<key>")
+            }
             _ => text.to_string(),
         }
     }
@@ -317,7 +323,9 @@ impl Client {
             message: Option<String>,
             code: Option<serde_json::Value>,
         }
-        let parsed = serde_json::from_str::<Body>(&body).ok().and_then(|b| b.error);
+        let parsed = serde_json::from_str::<Body>(&body)
+            .ok()
+            .and_then(|b| b.error);
         let code = parsed
             .as_ref()
             .and_then(|e| e.code.as_ref())
@@ -326,13 +334,11 @@ impl Client {
                 serde_json::Value::Null => None,
                 v => Some(v.to_string()),
             });
-        let server_msg = parsed
-            .and_then(|e| e.message)
-            .unwrap_or_else(|| {
-                let t = body.trim();
-                let (cut, _) = cap(t, 300);
-                cut.to_string()
-            });
+        let server_msg = parsed.and_then(|e| e.message).unwrap_or_else(|| {
+            let t = body.trim();
+            let (cut, _) = cap(t, 300);
+            cut.to_string()
+        });
         let p = &self.provider;
         let hint = match status.as_u16() {
             401 => match &p.key {
@@ -400,7 +406,10 @@ mod tests {
         let c = Client::new(provider("http://h:1/v1")).unwrap();
         assert_eq!(c.url("/v1/batches"), "http://h:1/v1/batches");
         let c = Client::new(provider("https://x.openai.azure.com/openai/v1/")).unwrap();
-        assert_eq!(c.url("/v1/files"), "https://x.openai.azure.com/openai/v1/files");
+        assert_eq!(
+            c.url("/v1/files"),
+            "https://x.openai.azure.com/openai/v1/files"
+        );
         let c = Client::new(provider("http://h:1")).unwrap();
         assert_eq!(c.url("/v1/files"), "http://h:1/v1/files");
     }
@@ -452,17 +461,21 @@ mod tests {
             max_backoff: Duration::from_millis(2),
             timeout: Duration::from_secs(5),
         };
-        let c = Client::with_policy(provider(&format!("http://127.0.0.1:{port}/v1")), policy)
-            .unwrap();
+        let c =
+            Client::with_policy(provider(&format!("http://127.0.0.1:{port}/v1")), policy).unwrap();
         let err = c
-            .send("GET /v1/batches", Repeat::Safe, &mut || Ok(c.get("/v1/batches")))
+            .send("GET /v1/batches", Repeat::Safe, &mut || {
+                Ok(c.get("/v1/batches"))
+            })
             .unwrap_err();
         assert_eq!(err.kind, ApiErrorKind::Transport);
         assert!(err.message.contains("after 3 attempts"), "{}", err.message);
         // Not connecting is "surely not done": a create is retried too, and ends as a
         // transport failure, not an uncertain one.
         let err = c
-            .send("POST /v1/batches", Repeat::Once, &mut || Ok(c.post("/v1/batches")))
+            .send("POST /v1/batches", Repeat::Once, &mut || {
+                Ok(c.post("/v1/batches"))
+            })
             .unwrap_err();
         assert_eq!(err.kind, ApiErrorKind::Transport);
     }
@@ -470,7 +483,9 @@ mod tests {
     #[test]
     fn the_stop_flag_ends_the_wait() {
         let stop = Arc::new(AtomicBool::new(true));
-        let c = Client::new(provider("http://h:1/v1")).unwrap().with_stop(stop);
+        let c = Client::new(provider("http://h:1/v1"))
+            .unwrap()
+            .with_stop(stop);
         let err = c.sleep(Duration::from_secs(60)).unwrap_err();
         assert_eq!(err.kind, ApiErrorKind::Interrupted);
     }

@@ -53,7 +53,10 @@ impl std::fmt::Debug for Provider {
             .field("key_env", &self.key_env)
             .field("azure", &self.azure)
             .field("api_version", &self.api_version)
-            .field("headers", &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>())
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
             .finish()
     }
 }

@@ -37,6 +37,7 @@ pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;
 pub use validate::ValidateArgs;
+// The batch lifecycle.
 pub use cancel::CancelArgs;
 pub use list::ListArgs;
 pub use status::StatusArgs;

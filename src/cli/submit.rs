@@ -98,7 +98,9 @@ pub struct SubmitArgs {
 impl SubmitArgs {
     pub fn into_config(self, g: &GlobalArgs) -> Result<SubmitConfig, Error> {
         if self.wait && self.dry_run {
-            return Err(Error::Usage("--dry-run sends nothing: it cannot --wait".into()));
+            return Err(Error::Usage(
+                "--dry-run sends nothing: it cannot --wait".into(),
+            ));
         }
         Ok(SubmitConfig {
             job: self.job.options(g)?,

@@ -72,7 +72,10 @@ pub fn run(cfg: &CancelConfig) -> Result<CancelSummary> {
                 return Err(Error::Usage(format!(
                     "{}: no shard {want:?} in this job (its shards: {})",
                     cfg.job.job.display(),
-                    all.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+                    all.iter()
+                        .map(|(_, n)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )));
             }
             v.extend(hits);
@@ -117,7 +120,11 @@ pub fn run(cfg: &CancelConfig) -> Result<CancelSummary> {
                     }
                     None => {
                         let sh = session.shard_mut(round, &name);
-                        sh.state = if sh.file_id.is_some() { ShardState::Uploaded } else { ShardState::Pending };
+                        sh.state = if sh.file_id.is_some() {
+                            ShardState::Uploaded
+                        } else {
+                            ShardState::Pending
+                        };
                         sh.queued_reason = Some("cancelled".into());
                         unqueued.push(name.clone());
                     }

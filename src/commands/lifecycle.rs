@@ -205,7 +205,9 @@ impl Session {
         let manifest = read_manifest(&job)?;
         let lock = match JobLock::acquire(&job) {
             Ok(l) => Some(l),
-            Err(e) if read_only_if_locked && e.to_string().contains("another batchline process") => {
+            Err(e)
+                if read_only_if_locked && e.to_string().contains("another batchline process") =>
+            {
                 opts.common.note(&format!(
                     "{}: another batchline process holds this job; showing its state without writing the ledger",
                     job.display()
@@ -221,8 +223,11 @@ impl Session {
         let ledger = match Ledger::load(&job)? {
             Some(mut l) => {
                 if l.provider.base_url != provider_info.base_url {
-                    let sent = l.shards().any(|(_, s)| s.file_id.is_some() || s.batch_id.is_some()
-                        || s.state != ShardState::Pending);
+                    let sent = l.shards().any(|(_, s)| {
+                        s.file_id.is_some()
+                            || s.batch_id.is_some()
+                            || s.state != ShardState::Pending
+                    });
                     if sent {
                         return Err(Error::Usage(format!(
                             "{}: this job's files and batches are at {}, but this run points at {}; pass --base-url {} (or set OPENAI_BASE_URL)",
@@ -243,10 +248,10 @@ impl Session {
             }
             None => {
                 return Err(Error::Usage(format!(
-                    "{}: nothing was submitted yet (no ledger.json); run `batchline submit {}` first",
-                    job.display(),
-                    job.display()
-                )))
+                "{}: nothing was submitted yet (no ledger.json); run `batchline submit {}` first",
+                job.display(),
+                job.display()
+            )))
             }
         };
         let client = Client::new(opts.provider.clone())
@@ -308,7 +313,8 @@ impl Session {
             None => true,
             Some(m) => queued + mine <= m || (queued == 0 && mine > m),
         };
-        ok(set.max_enqueued_tokens, tok, s.prompt_tokens) && ok(set.max_enqueued_requests, req, s.requests)
+        ok(set.max_enqueued_tokens, tok, s.prompt_tokens)
+            && ok(set.max_enqueued_requests, req, s.requests)
     }
 
     /// Submits every shard that is due and fits the budget; marks the others queued.
@@ -325,7 +331,10 @@ impl Session {
             let s = self.shard(round, &name).clone();
             let candidate = matches!(
                 s.state,
-                ShardState::Pending | ShardState::Uploading | ShardState::Uploaded | ShardState::Creating
+                ShardState::Pending
+                    | ShardState::Uploading
+                    | ShardState::Uploaded
+                    | ShardState::Creating
             );
             if !candidate || s.queued_reason.as_deref() == Some("cancelled") {
                 continue;
@@ -367,7 +376,9 @@ impl Session {
     }
 
     pub fn shard_mut(&mut self, round: u32, name: &str) -> &mut ShardEntry {
-        self.ledger.shard_mut(round, name).expect("a shard of the ledger")
+        self.ledger
+            .shard_mut(round, name)
+            .expect("a shard of the ledger")
     }
 
     fn shard_path(&self, round: u32, name: &str) -> PathBuf {
@@ -489,7 +500,11 @@ impl Session {
             .extra
             .get(PREVIOUS_BATCHES)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         let job_id = self.ledger.job_id.clone();
         let round_s = round.to_string();
@@ -610,7 +625,11 @@ impl Session {
 
 /// A shard's state as a [`Change`].
 pub fn change_of(round: u32, s: &ShardEntry) -> Change {
-    let counts = s.batch.as_ref().and_then(|b| b.request_counts).unwrap_or_default();
+    let counts = s
+        .batch
+        .as_ref()
+        .and_then(|b| b.request_counts)
+        .unwrap_or_default();
     Change {
         round,
         shard: s.name.clone(),
@@ -621,7 +640,11 @@ pub fn change_of(round: u32, s: &ShardEntry) -> Change {
             .unwrap_or_else(|| s.state.name().to_string()),
         completed: counts.completed,
         failed: counts.failed,
-        total: if counts.total > 0 { counts.total } else { s.requests },
+        total: if counts.total > 0 {
+            counts.total
+        } else {
+            s.requests
+        },
     }
 }
 

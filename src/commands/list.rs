@@ -28,7 +28,11 @@ impl Summary for ListSummary {
         format!(
             "list: {} batches{}",
             self.batches.len(),
-            if self.more { " (more: raise --limit)" } else { "" }
+            if self.more {
+                " (more: raise --limit)"
+            } else {
+                ""
+            }
         )
     }
 
@@ -37,11 +41,14 @@ impl Summary for ListSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        true
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {
-        let mut s = String::from("batch\tstatus\tendpoint\tcompleted/failed/total\tcreated_at\tjob/shard\n");
+        let mut s = String::from(
+            "batch\tstatus\tendpoint\tcompleted/failed/total\tcreated_at\tjob/shard\n",
+        );
         for b in &self.batches {
             let c = b.request_counts.unwrap_or_default();
             let tag = match (b.meta("batchline_job"), b.meta("batchline_shard")) {
@@ -56,7 +63,9 @@ impl Summary for ListSummary {
                 c.completed,
                 c.failed,
                 c.total,
-                b.created_at.map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                b.created_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
             ));
         }
         Some(s)

@@ -53,7 +53,10 @@ impl Summary for StatusSummary {
             t.requests_completed, t.requests_failed, t.requests
         );
         if t.input_tokens + t.output_tokens > 0 {
-            s.push_str(&format!("; tokens used: {} in, {} out", t.input_tokens, t.output_tokens));
+            s.push_str(&format!(
+                "; tokens used: {} in, {} out",
+                t.input_tokens, t.output_tokens
+            ));
         }
         s
     }
@@ -63,7 +66,8 @@ impl Summary for StatusSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        true
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {
@@ -104,7 +108,11 @@ pub(crate) fn summary(session: &Session) -> StatusSummary {
         .ledger
         .shards()
         .map(|(r, s)| {
-            let counts = s.batch.as_ref().and_then(|b| b.request_counts).unwrap_or_default();
+            let counts = s
+                .batch
+                .as_ref()
+                .and_then(|b| b.request_counts)
+                .unwrap_or_default();
             StatusLine {
                 round: r,
                 shard: s.name.clone(),
@@ -114,7 +122,11 @@ pub(crate) fn summary(session: &Session) -> StatusSummary {
                 status: s.status().map(str::to_string),
                 completed: counts.completed,
                 failed: counts.failed,
-                total: if counts.total > 0 { counts.total } else { s.requests },
+                total: if counts.total > 0 {
+                    counts.total
+                } else {
+                    s.requests
+                },
                 age_seconds: s
                     .batch
                     .as_ref()

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::lifecycle::{
-    round_zero, read_manifest, JobOptions, Session, Totals, META_JOB, META_ROUND, META_SHA256,
+    read_manifest, round_zero, JobOptions, Session, Totals, META_JOB, META_ROUND, META_SHA256,
     META_SHARD,
 };
 use super::wait::{self, WaitConfig, WaitSummary};
@@ -107,14 +107,16 @@ impl Summary for SubmitSummary {
     }
 
     fn data_on_stdout(&self) -> bool {
-        self.dry_run
+        // The table goes to stdout only without --json; the JSON takes its place.
+        false
     }
 
     fn stdout_text(&self) -> Option<String> {
         if !self.dry_run {
             return None;
         }
-        let mut s = String::from("round\tshard\tendpoint\tmodel\trequests\tprompt_tokens\taction\n");
+        let mut s =
+            String::from("round\tshard\tendpoint\tmodel\trequests\tprompt_tokens\taction\n");
         for p in &self.plan {
             s.push_str(&format!(
                 "{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
@@ -254,9 +256,19 @@ fn dry_run(cfg: &SubmitConfig) -> Result<SubmitSummary> {
     Ok(summary_of(cfg, &ledger, plan, 0, true))
 }
 
-fn summary_of(cfg: &SubmitConfig, ledger: &Ledger, plan: Vec<PlanLine>, submitted: u64, dry: bool) -> SubmitSummary {
+fn summary_of(
+    cfg: &SubmitConfig,
+    ledger: &Ledger,
+    plan: Vec<PlanLine>,
+    submitted: u64,
+    dry: bool,
+) -> SubmitSummary {
     let t = Totals::of(ledger);
-    let cost = if dry { dry_run_cost(&cfg.job.job, &plan) } else { None };
+    let cost = if dry {
+        dry_run_cost(&cfg.job.job, &plan)
+    } else {
+        None
+    };
     SubmitSummary {
         job: cfg.job.job.display().to_string(),
         job_id: ledger.job_id.clone(),

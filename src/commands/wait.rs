@@ -136,7 +136,10 @@ impl Bars {
         bar.set_length(c.total.max(1));
         bar.set_position(c.completed + c.failed);
         bar.set_message(format!("{} ({} failed)", c.status, c.failed));
-        if matches!(c.status.as_str(), "completed" | "failed" | "expired" | "cancelled") {
+        if matches!(
+            c.status.as_str(),
+            "completed" | "failed" | "expired" | "cancelled"
+        ) {
             bar.finish();
         }
     }
@@ -144,7 +147,11 @@ impl Bars {
 
 /// Polls until the job is done (or the timeout, or Ctrl-C). `submitted`: shards the
 /// caller already submitted in this process (for the summary).
-pub(crate) fn wait_session(session: &mut Session, cfg: &WaitConfig, submitted: u64) -> Result<WaitSummary> {
+pub(crate) fn wait_session(
+    session: &mut Session,
+    cfg: &WaitConfig,
+    submitted: u64,
+) -> Result<WaitSummary> {
     let start = Instant::now();
     let mut bars = Bars::new(cfg.job.progress);
     let mut submitted = submitted;

@@ -139,7 +139,11 @@ impl BatchSnapshot {
             usage: b.usage.clone().filter(|u| !u.is_null()),
             created_at: b.created_at,
             ended_at: b.ended_at(),
-            errors: b.errors.as_ref().map(|e| e.data.clone()).filter(|d| !d.is_empty()),
+            errors: b
+                .errors
+                .as_ref()
+                .map(|e| e.data.clone())
+                .filter(|d| !d.is_empty()),
         }
     }
 
@@ -375,12 +379,24 @@ mod tests {
         assert_eq!(b.batch_id.as_deref(), Some("batch_1"));
         assert_eq!(b.extra["note"], "kept");
         // The fixed field names of the contract are what is on disk.
-        let raw: Value = serde_json::from_slice(&std::fs::read(Ledger::path(dir.path())).unwrap()).unwrap();
+        let raw: Value =
+            serde_json::from_slice(&std::fs::read(Ledger::path(dir.path())).unwrap()).unwrap();
         let s0 = &raw["rounds"][0]["shards"][0];
         for key in [
-            "name", "sha256", "endpoint", "model", "requests", "prompt_tokens", "state",
-            "file_id", "batch_id", "batch", "queued_reason", "token_limit_retries",
-            "not_before", "downloads",
+            "name",
+            "sha256",
+            "endpoint",
+            "model",
+            "requests",
+            "prompt_tokens",
+            "state",
+            "file_id",
+            "batch_id",
+            "batch",
+            "queued_reason",
+            "token_limit_retries",
+            "not_before",
+            "downloads",
         ] {
             assert!(s0.get(key).is_some(), "missing {key} in {s0}");
         }

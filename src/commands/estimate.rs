@@ -419,8 +419,9 @@ pub fn estimate_job(dir: &Path, prices: &Prices) -> Result<Estimate> {
 
 fn money(x: Option<f64>) -> String {
     match x {
-        Some(v) if v < 1.0 => format!("${v:.4}"),
-        Some(v) => format!("${v:.2}"),
+        Some(v) if v >= 1.0 => format!("${v:.2}"),
+        Some(v) if v >= 0.01 || v == 0.0 => format!("${v:.4}"),
+        Some(v) => format!("${v:.6}"),
         None => "unknown".to_string(),
     }
 }

@@ -32,15 +32,20 @@ fn code(o: &Output) -> i32 {
 }
 
 fn json_of(o: &Output) -> Value {
-    serde_json::from_str(stdout(o).trim()).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {} / {}", stdout(o), stderr(o))
-    })
+    serde_json::from_str(stdout(o).trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {} / {}", stdout(o), stderr(o)))
 }
 
 /// `n` chat requests sharded `per` to a file.
 fn job(dir: &Path, n: usize, per: usize) -> PathBuf {
     let lines: Vec<String> = (0..n)
-        .map(|i| chat_line(&format!("r{i:04}"), "gpt-4o-mini", &format!("Tell me about {i}.")))
+        .map(|i| {
+            chat_line(
+                &format!("r{i:04}"),
+                "gpt-4o-mini",
+                &format!("Tell me about {i}."),
+            )
+        })
         .collect();
     let req = dir.join("requests.jsonl");
     std::fs::write(&req, lines.join("\n") + "\n").unwrap();
@@ -59,7 +64,16 @@ fn job(dir: &Path, n: usize, per: usize) -> PathBuf {
 
 /// wait (until every batch ended) then download, both against `base`.
 fn wait_and_download(j: &str, base: &str) {
-    let o = bl(&["wait", j, "--base-url", base, "--poll", "0.05", "--timeout", "120s"]);
+    let o = bl(&[
+        "wait",
+        j,
+        "--base-url",
+        base,
+        "--poll",
+        "0.05",
+        "--timeout",
+        "120s",
+    ]);
     assert_eq!(code(&o), 0, "wait: {}", stderr(&o));
     let o = bl(&["download", j, "--base-url", base]);
     assert_eq!(code(&o), 0, "download: {}", stderr(&o));
@@ -98,7 +112,16 @@ fn resubmit_sends_the_retryable_failures_again_and_join_ends_all_ok_but_the_fina
 
     let o = bl(&["submit", j, "--base-url", &base]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let o = bl(&["wait", j, "--base-url", &base, "--poll", "0.05", "--timeout", "120s"]);
+    let o = bl(&[
+        "wait",
+        j,
+        "--base-url",
+        &base,
+        "--poll",
+        "0.05",
+        "--timeout",
+        "120s",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
 
     // Ended but not downloaded: resubmit refuses (those requests would look missing).
@@ -115,7 +138,14 @@ fn resubmit_sends_the_retryable_failures_again_and_join_ends_all_ok_but_the_fina
     let o = bl(&["download", j, "--base-url", &base]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let (sum, lines) = join_job(j, &tmp.path().join("joined0.jsonl"));
-    assert_eq!((sum["ok"].as_u64(), sum["failed"].as_u64(), sum["missing"].as_u64()), (Some(20), Some(4), Some(0)));
+    assert_eq!(
+        (
+            sum["ok"].as_u64(),
+            sum["failed"].as_u64(),
+            sum["missing"].as_u64()
+        ),
+        (Some(20), Some(4), Some(0))
+    );
     assert_eq!(sum["retry"], 3);
     assert_eq!(lines.len(), 24);
 
@@ -146,7 +176,9 @@ fn resubmit_sends_the_retryable_failures_again_and_join_ends_all_ok_but_the_fina
         .map(|l| l["custom_id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(failed_ids.len(), 3);
-    let shard1 = job.join("rounds/round-1").join(m1["files"][0]["name"].as_str().unwrap());
+    let shard1 = job
+        .join("rounds/round-1")
+        .join(m1["files"][0]["name"].as_str().unwrap());
     let sent: Vec<String> = read_lines(&shard1);
     let expected: Vec<String> = originals
         .iter()
@@ -178,14 +210,20 @@ fn resubmit_sends_the_retryable_failures_again_and_join_ends_all_ok_but_the_fina
     assert_eq!(sum["missing"], 0);
     assert_eq!(sum["retry"], 0);
     // In request order, every request once; the final failure stays failed.
-    let ids: Vec<&str> = lines.iter().map(|l| l["custom_id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap())
+        .collect();
     let want: Vec<String> = (0..24).map(|i| format!("r{i:04}")).collect();
     assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
     let bad: Vec<&Value> = lines.iter().filter(|l| l["status"] != "ok").collect();
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0]["error"]["status_code"], 400);
     for id in &failed_ids {
-        let l = lines.iter().find(|l| l["custom_id"] == id.as_str()).unwrap();
+        let l = lines
+            .iter()
+            .find(|l| l["custom_id"] == id.as_str())
+            .unwrap();
         assert_eq!(l["status"], "ok", "{id} was resubmitted and answered");
     }
 
@@ -217,15 +255,29 @@ fn join_job_still_takes_explicit_results_and_side_files() {
     let retry = tmp.path().join("retry.jsonl");
     let failed = tmp.path().join("failed.jsonl");
     let o = bl(&[
-        "join", j, "-o", "/dev/null", "--retry", retry.to_str().unwrap(), "--failed",
-        failed.to_str().unwrap(), "--json",
+        "join",
+        j,
+        "-o",
+        "/dev/null",
+        "--retry",
+        retry.to_str().unwrap(),
+        "--failed",
+        failed.to_str().unwrap(),
+        "--json",
     ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json_of(&o)["retry"], 2);
     assert_eq!(read_lines(&retry).len(), 2);
     assert_eq!(read_lines(&failed).len(), 2);
     // Explicit RESULTS are used as given (only round 0's here).
-    let o = bl(&["join", j, job.join("results/round-0").to_str().unwrap(), "-o", "/dev/null", "--json"]);
+    let o = bl(&[
+        "join",
+        j,
+        job.join("results/round-0").to_str().unwrap(),
+        "-o",
+        "/dev/null",
+        "--json",
+    ]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(json_of(&o)["failed"], 2);
     // A changed shard is still caught by the manifest check.
@@ -236,4 +288,108 @@ fn join_job_still_takes_explicit_results_and_side_files() {
     std::fs::write(&first, text).unwrap();
     let o = bl(&["join", j, "-o", "/dev/null"]);
     assert_eq!(code(&o), 2, "{}", stderr(&o));
+}
+
+#[test]
+fn expired_requests_go_round_after_round_until_every_request_is_ok() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 14, 14);
+    let j = job.to_str().unwrap();
+    // One request at a time, 150 ms each, batches expire after 1 s: each round answers
+    // a few requests and the rest come back `batch_expired` (retryable).
+    let s = Serve::echo(&[
+        "--window",
+        "1s",
+        "--latency-ms",
+        "150",
+        "--concurrency",
+        "1",
+    ]);
+    let base = s.base();
+    let o = bl(&["submit", j, "--base-url", &base]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let mut expired_rounds = 0;
+    let mut last_round = 0;
+    for _ in 0..10 {
+        // wait exits 1 when a batch expired, 0 when all completed.
+        let o = bl(&[
+            "wait",
+            j,
+            "--base-url",
+            &base,
+            "--poll",
+            "0.05",
+            "--timeout",
+            "120s",
+        ]);
+        assert!(code(&o) == 0 || code(&o) == 1, "wait: {}", stderr(&o));
+        if code(&o) == 1 {
+            expired_rounds += 1;
+        }
+        let o = bl(&["download", j, "--base-url", &base]);
+        assert_eq!(code(&o), 0, "download: {}", stderr(&o));
+        let o = bl(&["resubmit", j, "--base-url", &base, "--json"]);
+        assert_eq!(code(&o), 0, "resubmit: {}", stderr(&o));
+        let r = json_of(&o);
+        assert_eq!(r["final_failed"], 0, "{r}");
+        if r["action"] == "nothing" {
+            break;
+        }
+        assert_eq!(r["action"], "submitted", "{r}");
+        assert_eq!(r["missing"], 0, "{r}");
+        assert!(
+            r["error_codes"]["batch_expired"].as_u64().unwrap() >= 1,
+            "{r}"
+        );
+        last_round = r["round"].as_u64().unwrap();
+    }
+    assert!(
+        expired_rounds >= 1 && last_round >= 1,
+        "the window cut round 0 short"
+    );
+    let l = rounds(&job);
+    assert_eq!(l.len() as u64, last_round + 1);
+    for (i, r) in l.iter().enumerate() {
+        assert_eq!(r["round"], i as u64);
+        if i > 0 {
+            assert!(job
+                .join(format!("rounds/round-{i}/manifest.json"))
+                .is_file());
+            assert!(job.join(format!("results/round-{i}")).is_dir());
+        }
+    }
+    let (sum, lines) = join_job(j, &tmp.path().join("joined.jsonl"));
+    assert_eq!(sum["ok"], 14, "{sum}");
+    assert_eq!(sum["missing"], 0);
+    assert_eq!(sum["failed"], 0);
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|l| l["custom_id"].as_str().unwrap())
+        .collect();
+    let want: Vec<String> = (0..14).map(|i| format!("r{i:04}")).collect();
+    assert_eq!(ids, want.iter().map(String::as_str).collect::<Vec<_>>());
+    // The batch_expired lines of earlier rounds are there, superseded by the later
+    // rounds' answers (not counted as outcomes).
+    assert!(sum["duplicate_results"].as_u64().unwrap() >= 1, "{sum}");
+}
+
+#[test]
+fn job_results_are_taken_in_round_order_numerically() {
+    let tmp = tempfile::tempdir().unwrap();
+    for n in [10, 2, 0, 1] {
+        let d = tmp.path().join(format!("results/round-{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("x.output.jsonl"), "").unwrap();
+    }
+    // A round without result files (all its batches failed validation) is left out.
+    std::fs::create_dir_all(tmp.path().join("results/round-3")).unwrap();
+    let dirs = batchline::commands::join::job_results(tmp.path()).unwrap();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["round-0", "round-1", "round-2", "round-10"]);
+    let none = tempfile::tempdir().unwrap();
+    let e = batchline::commands::join::job_results(none.path()).unwrap_err();
+    assert!(e.to_string().contains("batchline download"), "{e}");
 }

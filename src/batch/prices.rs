@@ -50,31 +50,115 @@ pub const CHECKED_ON: &str = "2026-11-29";
 
 /// (id, dated snapshots priced alike, input, cached input, output; $ per 1M tokens;
 /// output `None`: the model writes no tokens (embeddings)).
-type Entry = (&'static str, &'static [&'static str], f64, Option<f64>, Option<f64>);
+type Entry = (
+    &'static str,
+    &'static [&'static str],
+    f64,
+    Option<f64>,
+    Option<f64>,
+);
 
 const TABLE: &[Entry] = &[
     // [G] [D] [R]; snapshot from [G].
-    ("gpt-5", &["gpt-5-2025-08-07"], 1.25, Some(0.125), Some(10.00)),
-    ("gpt-5-mini", &["gpt-5-mini-2025-08-07"], 0.25, Some(0.025), Some(2.00)),
-    ("gpt-5-nano", &["gpt-5-nano-2025-08-07"], 0.05, Some(0.005), Some(0.40)),
+    (
+        "gpt-5",
+        &["gpt-5-2025-08-07"],
+        1.25,
+        Some(0.125),
+        Some(10.00),
+    ),
+    (
+        "gpt-5-mini",
+        &["gpt-5-mini-2025-08-07"],
+        0.25,
+        Some(0.025),
+        Some(2.00),
+    ),
+    (
+        "gpt-5-nano",
+        &["gpt-5-nano-2025-08-07"],
+        0.05,
+        Some(0.005),
+        Some(0.40),
+    ),
     // [G] [D] [M]
-    ("gpt-4.1", &["gpt-4.1-2025-04-14"], 2.00, Some(0.50), Some(8.00)),
-    ("gpt-4.1-mini", &["gpt-4.1-mini-2025-04-14"], 0.40, Some(0.10), Some(1.60)),
-    ("gpt-4.1-nano", &["gpt-4.1-nano-2025-04-14"], 0.10, Some(0.025), Some(0.40)),
+    (
+        "gpt-4.1",
+        &["gpt-4.1-2025-04-14"],
+        2.00,
+        Some(0.50),
+        Some(8.00),
+    ),
+    (
+        "gpt-4.1-mini",
+        &["gpt-4.1-mini-2025-04-14"],
+        0.40,
+        Some(0.10),
+        Some(1.60),
+    ),
+    (
+        "gpt-4.1-nano",
+        &["gpt-4.1-nano-2025-04-14"],
+        0.10,
+        Some(0.025),
+        Some(0.40),
+    ),
     // [G] [D] [C]; gpt-4o-2024-05-13 left out on purpose (priced $5/$15 then).
-    ("gpt-4o", &["gpt-4o-2024-08-06", "gpt-4o-2024-11-20"], 2.50, Some(1.25), Some(10.00)),
-    ("gpt-4o-mini", &["gpt-4o-mini-2024-07-18"], 0.15, Some(0.075), Some(0.60)),
+    (
+        "gpt-4o",
+        &["gpt-4o-2024-08-06", "gpt-4o-2024-11-20"],
+        2.50,
+        Some(1.25),
+        Some(10.00),
+    ),
+    (
+        "gpt-4o-mini",
+        &["gpt-4o-mini-2024-07-18"],
+        0.15,
+        Some(0.075),
+        Some(0.60),
+    ),
     // [G] [K]
-    ("gpt-4-turbo", &["gpt-4-turbo-2024-04-09"], 10.00, None, Some(30.00)),
-    ("gpt-3.5-turbo", &["gpt-3.5-turbo-0125"], 0.50, None, Some(1.50)),
+    (
+        "gpt-4-turbo",
+        &["gpt-4-turbo-2024-04-09"],
+        10.00,
+        None,
+        Some(30.00),
+    ),
+    (
+        "gpt-3.5-turbo",
+        &["gpt-3.5-turbo-0125"],
+        0.50,
+        None,
+        Some(1.50),
+    ),
     // [G] [D] (o4-mini cached: [G] [M])
-    ("o4-mini", &["o4-mini-2025-04-16"], 1.10, Some(0.275), Some(4.40)),
-    ("o3-mini", &["o3-mini-2025-01-31"], 1.10, Some(0.55), Some(4.40)),
+    (
+        "o4-mini",
+        &["o4-mini-2025-04-16"],
+        1.10,
+        Some(0.275),
+        Some(4.40),
+    ),
+    (
+        "o3-mini",
+        &["o3-mini-2025-01-31"],
+        1.10,
+        Some(0.55),
+        Some(4.40),
+    ),
     ("o3", &["o3-2025-04-16"], 2.00, Some(0.50), Some(8.00)),
     // [G] [O]
     ("o1", &["o1-2024-12-17"], 15.00, Some(7.50), Some(60.00)),
     // [G] only (deprecated by OpenAI; kept for old request files)
-    ("o1-mini", &["o1-mini-2024-09-12"], 1.10, Some(0.55), Some(4.40)),
+    (
+        "o1-mini",
+        &["o1-mini-2024-09-12"],
+        1.10,
+        Some(0.55),
+        Some(4.40),
+    ),
     // [G] [C] [M]
     ("text-embedding-3-small", &[], 0.02, None, None),
     ("text-embedding-3-large", &[], 0.13, None, None),
@@ -261,9 +345,7 @@ fn finish(name: &str, at: &str, row: Row) -> Result<Price> {
         cached_input: row.cached_input,
         output: row.output,
         batch_input: row.batch_input.unwrap_or(row.input * BATCH_FACTOR),
-        batch_output: row
-            .batch_output
-            .or(row.output.map(|o| o * BATCH_FACTOR)),
+        batch_output: row.batch_output.or(row.output.map(|o| o * BATCH_FACTOR)),
         source: name.to_string(),
     })
 }
@@ -279,9 +361,8 @@ fn parse_json(name: &str, text: &str) -> Result<Vec<(String, Price)>> {
         })?;
     let mut out = Vec::with_capacity(map.len());
     for (model, v) in map {
-        let row: Row = serde_json::from_value(v).map_err(|e| {
-            Error::Other(format!("{name}: model {model:?}: {e}"))
-        })?;
+        let row: Row = serde_json::from_value(v)
+            .map_err(|e| Error::Other(format!("{name}: model {model:?}: {e}")))?;
         let at = format!("model {model:?}");
         out.push((model.clone(), finish(name, &at, row)?));
     }
@@ -337,9 +418,9 @@ fn parse_csv(name: &str, text: &str) -> Result<Vec<(String, Price)>> {
             if *c == "model" {
                 model = v;
             } else if !v.is_empty() {
-                let x = v.parse::<f64>().map_err(|_| {
-                    Error::Other(format!("{name}:{n}: {c} {v:?} is not a number"))
-                })?;
+                let x = v
+                    .parse::<f64>()
+                    .map_err(|_| Error::Other(format!("{name}:{n}: {c} {v:?} is not a number")))?;
                 nums.insert(c, x);
             }
         }
@@ -403,7 +484,9 @@ mod tests {
             .lookup("gpt-4o-mini", Some("/chat/completions"))
             .unwrap_err();
         assert!(e.contains("Azure"), "{e}");
-        assert!(p.lookup("gpt-4o-mini", Some("/v1/chat/completions")).is_ok());
+        assert!(p
+            .lookup("gpt-4o-mini", Some("/v1/chat/completions"))
+            .is_ok());
         let c = cost_of("gpt-4o-mini", 1_000_000, 500_000).unwrap();
         assert!((c - 0.45).abs() < 1e-9);
     }
@@ -440,11 +523,21 @@ mod tests {
         .unwrap();
         let p = Prices::with_file(&j).unwrap();
         let d = p.lookup("my-deploy", Some("/chat/completions")).unwrap();
-        assert_eq!((d.input, d.output, d.batch_input, d.batch_output), (1.0, Some(4.0), 0.5, Some(2.0)));
+        assert_eq!(
+            (d.input, d.output, d.batch_input, d.batch_output),
+            (1.0, Some(4.0), 0.5, Some(2.0))
+        );
         let m = p.lookup("gpt-4o-mini", None).unwrap();
-        assert_eq!((m.input, m.batch_input, m.batch_output), (0.2, 0.2, Some(0.4)));
+        assert_eq!(
+            (m.input, m.batch_input, m.batch_output),
+            (0.2, 0.2, Some(0.4))
+        );
         let c = dir.path().join("p.csv");
-        std::fs::write(&c, "# mine\nmodel,input,output,batch_output\nx,1,2,\ny,3,,\n").unwrap();
+        std::fs::write(
+            &c,
+            "# mine\nmodel,input,output,batch_output\nx,1,2,\ny,3,,\n",
+        )
+        .unwrap();
         let p = Prices::with_file(&c).unwrap();
         assert_eq!(p.lookup("x", None).unwrap().batch_output, Some(1.0));
         assert_eq!(p.lookup("y", None).unwrap().output, None);

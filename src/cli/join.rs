@@ -67,7 +67,10 @@ fn parse_fields(s: &str) -> Result<FieldList, String> {
 }
 
 impl JoinArgs {
-    pub fn into_config(self, g: &GlobalArgs) -> Result<commands::join::JoinConfig, batchline::Error> {
+    pub fn into_config(
+        self,
+        g: &GlobalArgs,
+    ) -> Result<commands::join::JoinConfig, batchline::Error> {
         let results = if self.results.is_empty() {
             let job = std::path::Path::new(&self.requests);
             if self.requests == "-" || !job.is_dir() {

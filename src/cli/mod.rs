@@ -9,12 +9,12 @@ use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
-mod estimate;
-mod resubmit;
 mod download;
+mod estimate;
 mod extract;
 mod join;
 mod provider;
+mod resubmit;
 mod run;
 mod serve;
 mod shard;
@@ -28,11 +28,11 @@ mod submit;
 mod wait;
 
 pub use build::BuildArgs;
-pub use estimate::EstimateArgs;
-pub use resubmit::ResubmitArgs;
 pub use download::DownloadArgs;
+pub use estimate::EstimateArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use resubmit::ResubmitArgs;
 pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;

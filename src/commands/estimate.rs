@@ -143,13 +143,16 @@ fn output_bounds(endpoint: Endpoint, line: &str) -> (u64, Option<u64>) {
     if !writes {
         return (0, Some(0));
     }
-    let l = serde_json::from_str::<LineLimits>(line).ok().map(|l| l.body);
+    let l = serde_json::from_str::<LineLimits>(line)
+        .ok()
+        .map(|l| l.body);
     let (limit, n) = match (endpoint, l) {
         (_, None) => (None, 1),
         (Endpoint::Responses, Some(b)) => (b.max_output_tokens, 1),
-        (Endpoint::ChatCompletions, Some(b)) => {
-            (b.max_completion_tokens.or(b.max_tokens), b.n.unwrap_or(1).max(1))
-        }
+        (Endpoint::ChatCompletions, Some(b)) => (
+            b.max_completion_tokens.or(b.max_tokens),
+            b.n.unwrap_or(1).max(1),
+        ),
         (_, Some(b)) => (b.max_tokens, b.n.unwrap_or(1).max(1)),
     };
     match limit {
@@ -320,7 +323,10 @@ fn totals_of(groups: &[GroupEstimate]) -> EstimateTotals {
         t.requests += g.requests;
         t.prompt_tokens += g.prompt_tokens;
         t.output_tokens_min += g.output_tokens_min;
-        t.output_tokens_max = t.output_tokens_max.zip(g.output_tokens_max).map(|(a, b)| a + b);
+        t.output_tokens_max = t
+            .output_tokens_max
+            .zip(g.output_tokens_max)
+            .map(|(a, b)| a + b);
         t.requests_without_limit += g.requests_without_limit;
         if g.price.is_none() {
             t.unpriced_requests += g.requests;
@@ -525,7 +531,10 @@ mod tests {
             )
         };
         assert_eq!(chat(r#"{"max_tokens":100}"#), (1, Some(100)));
-        assert_eq!(chat(r#"{"max_completion_tokens":7,"max_tokens":100,"n":3}"#), (3, Some(21)));
+        assert_eq!(
+            chat(r#"{"max_completion_tokens":7,"max_tokens":100,"n":3}"#),
+            (3, Some(21))
+        );
         assert_eq!(chat(r#"{"model":"m"}"#), (1, None));
         assert_eq!(chat(r#"{"max_tokens":0}"#), (0, Some(0)));
         let resp = output_bounds(

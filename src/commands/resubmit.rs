@@ -156,7 +156,13 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
         running: 0,
     };
     session.refresh()?;
-    let latest = session.ledger.rounds.iter().map(|r| r.round).max().unwrap_or(0);
+    let latest = session
+        .ledger
+        .rounds
+        .iter()
+        .map(|r| r.round)
+        .max()
+        .unwrap_or(0);
     let unsent = |s: &crate::job::ShardEntry| {
         s.state != ShardState::Ended
             && s.state != ShardState::Submitted
@@ -164,14 +170,24 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     };
     // An earlier resubmit recorded this round but did not submit all of it: go on.
     if latest > 0 {
-        let round = session.ledger.rounds.iter().find(|r| r.round == latest).expect("latest round");
+        let round = session
+            .ledger
+            .rounds
+            .iter()
+            .find(|r| r.round == latest)
+            .expect("latest round");
         if round.shards.iter().any(unsent) {
             let shards = round.shards.len() as u64;
             let made = session.submit_ready()?;
             for c in &made {
                 session.common.note(&format!("submitted {}", c.line()));
             }
-            let round = session.ledger.rounds.iter().find(|r| r.round == latest).expect("latest round");
+            let round = session
+                .ledger
+                .rounds
+                .iter()
+                .find(|r| r.round == latest)
+                .expect("latest round");
             summary.action = "continued";
             summary.round = Some(latest);
             summary.shards = shards;
@@ -182,7 +198,11 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
         }
     }
     // Batches still running (or queued): their outcomes are not known yet.
-    let running = session.ledger.shards().filter(|(_, s)| !session_done(s)).count() as u64;
+    let running = session
+        .ledger
+        .shards()
+        .filter(|(_, s)| !session_done(s))
+        .count() as u64;
     if running > 0 {
         summary.action = "running";
         summary.round = Some(latest);
@@ -250,7 +270,10 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     }
     // Round N's shards, cut to round 0's limits by the shard command's own code.
     let m0 = Manifest::read(&job)?.ok_or_else(|| {
-        Error::Other(format!("{}: the job's manifest.json is gone", job.display()))
+        Error::Other(format!(
+            "{}: the job's manifest.json is gone",
+            job.display()
+        ))
     })?;
     let out_dir = rounds_dir.join(format!("round-{next}"));
     let mut scfg = ShardConfig::new(InputSpec::Path(retry), Some(out_dir.clone()));
@@ -265,7 +288,10 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     shard::run(&scfg)?;
     drop(scratch);
     let manifest = Manifest::read(&out_dir)?.ok_or_else(|| {
-        Error::Other(format!("{}: shard wrote no manifest.json", out_dir.display()))
+        Error::Other(format!(
+            "{}: shard wrote no manifest.json",
+            out_dir.display()
+        ))
     })?;
     let mut round = round_zero(&out_dir, &manifest)?;
     round.round = next;
@@ -277,7 +303,12 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     for c in &made {
         session.common.note(&format!("submitted {}", c.line()));
     }
-    let round = session.ledger.rounds.iter().find(|r| r.round == next).expect("the new round");
+    let round = session
+        .ledger
+        .rounds
+        .iter()
+        .find(|r| r.round == next)
+        .expect("the new round");
     summary.action = "submitted";
     summary.round = Some(next);
     summary.submitted = made.len() as u64;

@@ -116,6 +116,9 @@ fn prompt_tokens_equal_what_shard_max_tokens_counts() {
         serde_json::to_value(&lib.groups).unwrap(),
         from_dir["groups"]
     );
+    let v = batchline::commands::estimate::dry_run_value(&tmp.path().join("job"), &prices).unwrap();
+    assert_eq!(v["groups"], from_dir["groups"]);
+    assert_eq!(v["totals"], from_dir["totals"]);
 }
 
 #[test]

@@ -188,6 +188,16 @@ fn resubmit_sends_the_retryable_failures_again_and_join_ends_all_ok_but_the_fina
     assert_eq!(sent, expected);
     let on_server = s.batches(None).len();
     assert_eq!(on_server, 4, "3 batches of round 0 and 1 of round 1");
+    let round1: Vec<Value> = s
+        .batches(None)
+        .into_iter()
+        .filter(|b| b["metadata"]["batchline_round"] == "1")
+        .collect();
+    assert_eq!(round1.len(), 1);
+    assert_eq!(
+        round1[0]["metadata"]["batchline_shard"], m1["files"][0]["name"],
+        "round 1's batch is named in its metadata"
+    );
 
     // A rerun before round 1 was waited for and downloaded makes no other round.
     let o = bl(&["resubmit", j, "--base-url", &base, "--json"]);

@@ -423,6 +423,14 @@ pub fn estimate_job(dir: &Path, prices: &Prices) -> Result<Estimate> {
     })
 }
 
+/// The estimate of a shard directory as one JSON value (`groups` and `totals`), or
+/// `None` when it cannot be made: what `submit --dry-run` shows as its cost estimate
+/// (`submit::dry_run_cost` can return `estimate::dry_run_value(job, &Prices::builtin())`).
+pub fn dry_run_value(dir: &Path, prices: &Prices) -> Option<serde_json::Value> {
+    let e = estimate_job(dir, prices).ok()?;
+    Some(serde_json::json!({"groups": e.groups, "totals": e.totals}))
+}
+
 fn money(x: Option<f64>) -> String {
     match x {
         Some(v) if v >= 1.0 => format!("${v:.2}"),

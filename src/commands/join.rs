@@ -1333,38 +1333,6 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rec_packs_and_unpacks() {
-        let r = Rec::new(65_535, MAX_OFFSET - 1, FOUND - 1, true, true);
-        assert_eq!(
-            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
-            (65_535, MAX_OFFSET - 1, (FOUND - 1) as usize, true, true)
-        );
-        assert!(!r.mark_found());
-        assert!(r.mark_found());
-        assert_eq!(r.len(), (FOUND - 1) as usize);
-        let r = Rec::new(3, 12345, 7, false, false);
-        assert_eq!(
-            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
-            (3, 12345, 7, false, false)
-        );
-    }
-
-    #[test]
-    fn fields_parse() {
-        assert_eq!(
-            Field::parse_list("custom_id, response").unwrap(),
-            vec![Field::CustomId, Field::Response]
-        );
-        assert!(Field::parse_list("custom_id,nope").is_err());
-        assert!(Field::parse_list("status,status").is_err());
-    }
-}
-
 /// The result directories of a job directory (`batchline join JOB` without RESULTS):
 /// `JOB/results/round-N` for every round that has result files, in round order
 /// (numerically: round-10 after round-9), so that where one custom_id has results in
@@ -1407,4 +1375,36 @@ pub fn job_results(job: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     Ok(dirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rec_packs_and_unpacks() {
+        let r = Rec::new(65_535, MAX_OFFSET - 1, FOUND - 1, true, true);
+        assert_eq!(
+            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
+            (65_535, MAX_OFFSET - 1, (FOUND - 1) as usize, true, true)
+        );
+        assert!(!r.mark_found());
+        assert!(r.mark_found());
+        assert_eq!(r.len(), (FOUND - 1) as usize);
+        let r = Rec::new(3, 12345, 7, false, false);
+        assert_eq!(
+            (r.file(), r.offset(), r.len(), r.ok(), r.checked()),
+            (3, 12345, 7, false, false)
+        );
+    }
+
+    #[test]
+    fn fields_parse() {
+        assert_eq!(
+            Field::parse_list("custom_id, response").unwrap(),
+            vec![Field::CustomId, Field::Response]
+        );
+        assert!(Field::parse_list("custom_id,nope").is_err());
+        assert!(Field::parse_list("status,status").is_err());
+    }
 }

@@ -253,6 +253,8 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     }
     let mut jcfg = JoinConfig::new(InputSpec::Path(job.clone()), results);
     jcfg.output = OutputSpec::parse("/dev/null");
+    // Only the side file matters: write the least into the joined output.
+    jcfg.fields = vec![join::Field::Status];
     jcfg.retry = Some(retry.clone());
     jcfg.temp_dir = Some(scratch.path().to_path_buf());
     jcfg.common = quiet(&session.common);

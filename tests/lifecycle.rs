@@ -362,7 +362,7 @@ fn expired_batches_keep_their_partial_results_and_wait_exits_1() {
     assert_eq!(sh["batch"]["status"], "expired");
     let c = &sh["batch"]["request_counts"];
     let done = c["completed"].as_u64().unwrap();
-    assert!(done >= 1 && done < 20, "{c}");
+    assert!((1..20).contains(&done), "{c}");
     assert!(sh["batch"]["output_file_id"].is_string(), "{sh}");
 }
 
@@ -540,6 +540,26 @@ fn a_second_process_on_a_locked_job_stops_with_exit_2() {
     assert_eq!(
         ledger(&job2)["rounds"][0]["shards"][0]["state"],
         "submitted"
+    );
+    // A wait that passes its --timeout ends with exit 2 and says how to go on.
+    let o = bl(
+        &[
+            "wait",
+            j2,
+            "--base-url",
+            &slow_base,
+            "--poll",
+            "0.05",
+            "--timeout",
+            "300ms",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("timed out with 1 batches running"),
+        "{}",
+        stderr(&o)
     );
 }
 

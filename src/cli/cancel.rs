@@ -17,10 +17,10 @@ Examples:
   batchline cancel job/
   batchline cancel job/ chat-gpt-4o-mini-00002.jsonl
 
-Cancelled batches keep what they finished (their output files); `batchline wait` records
+Cancelled batches keep what they finished (their output files); `wait` records
 their final counts. Queued shards are taken out of the queue.
 
-Exit status: 0 done; 2 usage or fatal error, or another batchline process holds the job.")]
+Exit status: 0 done; 2 usage or fatal error, or another process holds the job.")]
 pub struct CancelArgs {
     /// The job directory.
     #[arg(value_name = "JOB")]

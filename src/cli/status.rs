@@ -16,7 +16,7 @@ Examples:
 
 One line per shard on stdout (shard, batch id, status, completed/failed/total, age),
 the totals on stderr. Refreshes from the API and updates JOB/ledger.json (read-only
-while another batchline process, such as a wait, holds the job).
+while another process, such as a wait, holds the job).
 
 Exit status: 0 shown; 2 usage or fatal error.")]
 pub struct StatusArgs {

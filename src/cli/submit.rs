@@ -55,17 +55,18 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
-  batchline shard requests.jsonl --out-dir job/ && batchline submit job/ --wait
-  batchline submit job/ --dry-run --max-enqueued-tokens 2000000
-  batchline submit job/ --max-enqueued-tokens 90000 --metadata team=data && batchline wait job/
+  batchline submit job/ --wait
+  batchline submit job/ --dry-run --max-enqueued-tokens 2000000 --metadata team=data
   batchline submit job/ --base-url https://NAME.openai.azure.com/openai/v1 --api-version 2024-10-21
+
+JOB is a `shard` output directory (`shard requests.jsonl --out-dir job/ --max-tokens N`).
 
 The key comes from OPENAI_API_KEY (Azure: AZURE_OPENAI_API_KEY, or --api-key-env NAME).
 The job's state is JOB/ledger.json: a rerun (after a crash, Ctrl-C or kill -9) does only
 what is left and never creates a second batch for a shard.
 
 Exit status: 0 submitted (with --wait: every batch completed); 1 with --wait, some batch
-failed, expired or was cancelled; 2 usage or fatal error, or another batchline process
+failed, expired or was cancelled; 2 usage or fatal error, or another process
 holds the job; 130 interrupted (the ledger is whole: rerun to go on).")]
 pub struct SubmitArgs {
     #[command(flatten)]

@@ -21,7 +21,7 @@ Shards queued by the enqueued budget are submitted as earlier batches end; a bat
 refused with token_limit_exceeded goes back to the queue (with backoff, at most 10 times).
 
 Exit status: 0 every batch completed; 1 some batch failed, expired or was cancelled;
-2 usage or fatal error, --timeout passed, or another batchline process holds the job;
+2 usage or fatal error, --timeout passed, or another process holds the job;
 130 interrupted (the ledger is whole: rerun to go on).")]
 pub struct WaitArgs {
     #[command(flatten)]

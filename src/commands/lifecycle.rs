@@ -5,7 +5,7 @@
 //!
 //! Never twice: every call that creates something is preceded by a durable record of
 //! the intent (`uploading`, `creating`) and followed by one of the result (`uploaded`
-//! + file id, `submitted` + batch id). A shard found in `creating` without a batch id
+//! with its file id, `submitted` with its batch id). A shard found in `creating` without a batch id
 //! (a crash, or an answer that never came) is looked up among the account's batches
 //! by its metadata before any new create.
 

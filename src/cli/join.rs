@@ -14,8 +14,9 @@ use super::GlobalArgs;
 Examples:
   batchline join requests.jsonl output.jsonl errors.jsonl -o joined.jsonl
   batchline join shards/ results/ -o joined.jsonl.zst --retry retry.jsonl --orphans orphans.jsonl
-  batchline join sidecar.jsonl results/ --fields custom_id,status,response | jq -c .
-  batchline join job/ -o joined.jsonl        # a job directory: every round's results
+  batchline join job/ -o joined.jsonl
+
+A job directory without RESULTS: its downloaded results of every round, the latest wins.
 
 Exit status: 0 the join completed, whatever the requests' statuses (ok, failed, missing);
 2 usage or fatal error; 130 interrupted.")]

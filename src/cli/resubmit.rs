@@ -11,15 +11,15 @@ use super::GlobalArgs;
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
-  batchline submit job/ --wait && batchline download job/
-  batchline resubmit job/ && batchline wait job/ --download
-  batchline join job/ -o joined.jsonl      # every round: the latest outcome wins
+  batchline resubmit job/
+  batchline download job/ && batchline resubmit job/ && batchline wait job/
+  batchline resubmit job/ --json | jq .final_failed
 
 The requests of round 0 whose latest outcome is retryable (HTTP 429 and 5xx, expired,
 cancelled) or missing become round N+1 in JOB/rounds/round-N/, recorded in the ledger and
 submitted like `submit` does. Requests that failed for a final reason (e.g. a 400) are
 not resubmitted; the summary counts both. Nothing is done while a batch of the job is
-running or its result files are not downloaded.
+running or its result files are not downloaded. Join every round with `join JOB`.
 
 Exit status: 0 done (a new round, nothing to resubmit, or batches still running);
 2 usage or fatal error, or another batchline process holds the job; 130 interrupted

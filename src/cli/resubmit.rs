@@ -12,7 +12,7 @@ use super::GlobalArgs;
 #[command(after_help = "\
 Examples:
   batchline resubmit job/
-  batchline download job/ && batchline resubmit job/ && batchline wait job/
+  batchline resubmit job/ --base-url http://127.0.0.1:8080/v1
   batchline resubmit job/ --json | jq .final_failed
 
 The requests of round 0 whose latest outcome is retryable (HTTP 429 and 5xx, expired,
@@ -22,7 +22,7 @@ not resubmitted; the summary counts both. Nothing is done while a batch of the j
 running or its result files are not downloaded. Join every round with `join JOB`.
 
 Exit status: 0 done (a new round, nothing to resubmit, or batches still running);
-2 usage or fatal error, or another batchline process holds the job; 130 interrupted
+2 usage or fatal error, or another process holds the job; 130 interrupted
 (the ledger is whole: rerun to go on).")]
 pub struct ResubmitArgs {
     #[command(flatten)]

@@ -682,3 +682,103 @@ fn the_key_is_never_written_anywhere() {
         );
     }
 }
+
+#[test]
+fn final_4xx_answers_say_what_to_do_and_are_not_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 2, 2);
+    let j = job.to_str().unwrap();
+    let s = Serve::echo(&["--faults", "files.create:413@1,batches.create:403@1"]);
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HTTP 413") && stderr(&o).contains("shard --max-bytes"),
+        "{}",
+        stderr(&o)
+    );
+    // The upload is repeated by the rerun (it was never done); the create's 403 is
+    // final and leaves the shard uploaded, with no batch.
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("HTTP 403") && stderr(&o).contains("permissions"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(shards(&job)[0]["state"], "uploaded");
+    assert!(s.batches(None).is_empty());
+    // One upload reached the server (the 413 was refused before storing anything).
+    let files = s.get("/v1/files", None);
+    assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");
+    // The uploaded file disappears (deleted, or expired while queued): the rerun
+    // uploads the shard again instead of failing on the missing file.
+    let gone = shards(&job)[0]["file_id"].as_str().unwrap().to_string();
+    let r = reqwest::blocking::Client::new()
+        .delete(format!("{}/v1/files/{gone}", s.url))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success());
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("uploading the shard again"),
+        "{}",
+        stderr(&o)
+    );
+    let all = s.batches(None);
+    assert_eq!(all.len(), 1);
+    assert_ne!(all[0]["input_file_id"], gone.as_str());
+    assert_eq!(shards(&job)[0]["file_id"], all[0]["input_file_id"]);
+}
+
+#[test]
+fn ctrl_c_during_submit_exits_130_and_the_rerun_goes_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 4, 2);
+    let j = job.to_str().unwrap();
+    // Each create takes a second: time to be interrupted in the middle of one.
+    let s = Serve::echo(&["--faults", "batches.create:slow=1s"]);
+    let mut child = Command::new(bin())
+        .args(["submit", j, "--base-url", &s.base()])
+        .env_remove("OPENAI_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The event: the first create is on its way (recorded before the call).
+    let t0 = std::time::Instant::now();
+    loop {
+        let l = std::fs::read(job.join("ledger.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+        if l.is_some_and(|l| l["rounds"][0]["shards"][0]["state"] == "creating") {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no create started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    // The create in flight finished and was recorded; nothing after it was sent.
+    let sh = shards(&job);
+    assert_eq!(sh[0]["state"], "submitted", "{sh:?}");
+    assert!(sh[0]["batch_id"].is_string());
+    // The next shard got as far as its recorded intent (or not even that).
+    assert!(
+        sh[1]["state"] == "pending" || sh[1]["state"] == "uploading",
+        "{sh:?}"
+    );
+    assert!(sh[1]["file_id"].is_null());
+    assert_eq!(s.batches(None).len(), 1);
+    let files = s.get("/v1/files", None);
+    assert_eq!(files["data"].as_array().unwrap().len(), 1, "{files}");
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let all = s.batches(None);
+    assert_eq!(all.len(), 2);
+    for s0 in shards(&job) {
+        assert_eq!(batches_of(&all, s0["name"].as_str().unwrap()).len(), 1);
+    }
+}

@@ -34,6 +34,9 @@ impl Default for RetryPolicy {
     }
 }
 
+/// The longest an upload or a download of a whole file may take.
+pub const FILE_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// What kind of failure an [`ApiError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApiErrorKind {
@@ -92,6 +95,9 @@ pub enum Repeat {
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::blocking::Client,
+    /// For uploads and downloads of whole files: the blocking client's timeout covers
+    /// the whole upload, and 200 MB on a slow line takes longer than `policy.timeout`.
+    long: reqwest::blocking::Client,
     provider: Provider,
     pub policy: RetryPolicy,
     stop: Option<Arc<AtomicBool>>,
@@ -112,18 +118,23 @@ impl Client {
     }
 
     pub fn with_policy(provider: Provider, policy: RetryPolicy) -> Result<Client, ApiError> {
-        let http = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(30).min(policy.timeout))
-            .timeout(policy.timeout)
-            .user_agent(concat!("batchline/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| ApiError {
-                kind: ApiErrorKind::Transport,
-                code: None,
-                message: format!("cannot set up the HTTP client: {e}"),
-            })?;
+        let build = |timeout: Duration| {
+            reqwest::blocking::Client::builder()
+                .connect_timeout(Duration::from_secs(30).min(policy.timeout))
+                .timeout(timeout)
+                .user_agent(concat!("batchline/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| ApiError {
+                    kind: ApiErrorKind::Transport,
+                    code: None,
+                    message: format!("cannot set up the HTTP client: {e}"),
+                })
+        };
+        let http = build(policy.timeout)?;
+        let long = build(policy.timeout.max(FILE_TIMEOUT))?;
         Ok(Client {
             http,
+            long,
             provider,
             policy,
             stop: None,
@@ -147,7 +158,22 @@ impl Client {
 
     /// A request to `path` with the key, `api-version` and extra headers applied.
     pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        let mut req = self.http.request(method, self.url(path));
+        self.request_on(&self.http, method, path)
+    }
+
+    /// [`Client::request`] for a whole file's upload or download: its timeout is
+    /// [`FILE_TIMEOUT`] rather than `policy.timeout`.
+    pub fn file_request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.request_on(&self.long, method, path)
+    }
+
+    fn request_on(
+        &self,
+        http: &reqwest::blocking::Client,
+        method: Method,
+        path: &str,
+    ) -> RequestBuilder {
+        let mut req = http.request(method, self.url(path));
         if let Some(v) = &self.provider.api_version {
             req = req.query(&[("api-version", v)]);
         }

@@ -44,9 +44,10 @@ impl Client {
             let form = multipart::Form::new()
                 .text("purpose", "batch")
                 .part("file", part);
-            // An upload of 200 MB may take a while on a slow line: the timeout is per
-            // read and write, not for the whole body.
-            Ok(self.post("/v1/files").multipart(form))
+            // An upload of 200 MB may take a while on a slow line.
+            Ok(self
+                .file_request(reqwest::Method::POST, "/v1/files")
+                .multipart(form))
         })
     }
 
@@ -84,7 +85,7 @@ impl Client {
         let what = format!("GET {path}");
         self.send(&what, Repeat::Safe, &mut || {
             let mut r = self
-                .get(&path)
+                .file_request(reqwest::Method::GET, &path)
                 .header(reqwest::header::ACCEPT_ENCODING, "identity");
             if let Some(s) = start {
                 r = r.header(reqwest::header::RANGE, format!("bytes={s}-"));

@@ -96,6 +96,8 @@ pub struct Session {
     pub requeue_base: Duration,
     /// Shard files whose sha256 was checked against the ledger in this process.
     verified: Vec<PathBuf>,
+    /// Shards uploaded again in this process because their file was gone.
+    reuploaded: Vec<(u32, String)>,
 }
 
 /// Checks that `job` is a shard directory and reads its manifest.
@@ -265,6 +267,7 @@ impl Session {
             lock,
             requeue_base: Duration::from_secs(30),
             verified: Vec::new(),
+            reuploaded: Vec::new(),
         })
     }
 
@@ -478,6 +481,27 @@ impl Session {
                     Some(b) => self.record(round, name, &b),
                     None => self.create(round, name, lost + 1),
                 }
+            }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ApiErrorKind::Status(404) | ApiErrorKind::Status(400)
+                ) && e.message.contains(body.input_file_id.as_str())
+                    && !self
+                        .reuploaded
+                        .iter()
+                        .any(|(r, n)| *r == round && n == name) =>
+            {
+                // The uploaded file is gone (deleted, or expired while the shard was
+                // queued): surely no batch. Upload it again, once per run.
+                self.common
+                    .note(&format!("{name}: {}; uploading the shard again", e.message));
+                self.reuploaded.push((round, name.to_string()));
+                let sh = self.shard_mut(round, name);
+                sh.state = ShardState::Pending;
+                sh.file_id = None;
+                self.save()?;
+                self.submit_one(round, name)
             }
             Err(e) => {
                 if matches!(e.kind, ApiErrorKind::Status(s) if (400..500).contains(&s)) {

@@ -67,6 +67,8 @@ pub struct SubmitSummary {
     /// With `--wait`: how the wait ended.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wait: Option<WaitSummary>,
+    /// Ctrl-C (or SIGTERM) stopped the run between two calls; the ledger is whole.
+    pub interrupted: bool,
 }
 
 impl Summary for SubmitSummary {
@@ -90,6 +92,9 @@ impl Summary for SubmitSummary {
             "submit {} ({}): {} shards submitted now, {} earlier",
             self.job, self.job_id, self.submitted, self.already
         );
+        if self.interrupted {
+            s.push_str(" (interrupted; the ledger is up to date: rerun to go on)");
+        }
         if self.queued > 0 {
             s.push_str(&format!(
                 ", {} queued by the enqueued budget (`batchline wait {}` submits them as batches end)",
@@ -100,6 +105,9 @@ impl Summary for SubmitSummary {
     }
 
     fn outcome(&self) -> Outcome {
+        if self.interrupted {
+            return Outcome::Interrupted;
+        }
         match &self.wait {
             Some(w) => w.outcome(),
             None => Outcome::Clean,
@@ -282,6 +290,7 @@ fn summary_of(
         plan,
         cost_estimate: cost,
         wait: None,
+        interrupted: false,
     }
 }
 
@@ -302,8 +311,13 @@ pub fn run(cfg: &SubmitConfig) -> Result<SubmitSummary> {
         .collect();
     session.save()?;
     // Batches of an earlier run may have ended: their room in the budget is free.
-    session.refresh()?;
-    let made = session.submit_ready()?;
+    let step = session.refresh().and_then(|_| session.submit_ready());
+    let (made, interrupted) = match step {
+        Ok(m) => (m, false),
+        // Stopped between two calls: what was done is in the ledger.
+        Err(Error::Interrupted) => (Vec::new(), true),
+        Err(e) => return Err(e),
+    };
     for c in &made {
         session.common.note(&format!("submitted {}", c.line()));
     }
@@ -312,8 +326,19 @@ pub fn run(cfg: &SubmitConfig) -> Result<SubmitSummary> {
         .shards()
         .map(|(r, s)| plan_line(r, s, &mut || session.fits(r, s)))
         .collect();
-    let mut summary = summary_of(cfg, &session.ledger, plan, made.len() as u64, false);
-    summary.already = before.iter().filter(|b| **b).count() as u64;
+    let already = before.iter().filter(|b| **b).count() as u64;
+    let sent_now = session
+        .ledger
+        .shards()
+        .filter(|(_, s)| matches!(s.state, ShardState::Submitted | ShardState::Ended))
+        .count() as u64
+        - already;
+    let mut summary = summary_of(cfg, &session.ledger, plan, sent_now, false);
+    summary.already = already;
+    if interrupted {
+        summary.interrupted = true;
+        return Ok(summary);
+    }
     if let Some((poll, timeout)) = cfg.wait {
         let wcfg = WaitConfig {
             job: cfg.job.clone(),

@@ -5,17 +5,19 @@
 # MB/s, CPU seconds and peak RSS (/usr/bin/time). batchline writes through a partial
 # file, counts lines, fsyncs and renames (also shown with --no-sync); curl just writes.
 #
-#   benches/download_bench.sh                  # RUNS=3, 1,000 requests x n=128 (~1.1 GB)
+#   benches/download_bench.sh                  # RUNS=3, 1,050 requests x n=128 (~1.0 GB)
 #   RUNS=5 LINES=500 benches/download_bench.sh # smaller file
 #
 # The output file: LINES chat requests whose last user message is ~8 KB of text, with
 # `n: 128`: the echo model answers each with 128 copies of its text, so the output
-# (~1.05 MB a line) is ~1.1 GB from a ~9 MB input. The job goes through shard, submit and
-# wait like any other. Needs a release build (cargo build --release). Server and
+# (~0.97 MB a line) is ~1.0 GB from a ~9 MB input. The job goes through shard, submit and
+# wait like any other. Needs a release build (cargo build --release; BATCHLINE_BIN=PATH
+# to use another binary). Server and
 # clients share the machine's cores; the file is served from the page cache.
 source "$(dirname "$0")/common.sh"
+BL=${BATCHLINE_BIN:-$BL}
 RUNS=${RUNS:-3}
-LINES=${LINES:-1000}
+LINES=${LINES:-1050}
 DIR=$DATA/download
 mkdir -p "$DIR"
 [ -x "$BL" ] || { echo "build first: cargo build --release" >&2; exit 2; }

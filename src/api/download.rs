@@ -340,8 +340,10 @@ pub fn download(
                 failures = 0;
             }
             AttemptEnd::Retry { why, retry_after } => {
+                // What came is on its way to the disk before the wait: a crash now
+                // keeps it for the next run.
+                part.out.flush().map_err(|e| Error::io(&part_file, e))?;
                 if stop.load(Ordering::Relaxed) {
-                    part.out.flush().map_err(|e| Error::io(&part_file, e))?;
                     return Err(Error::Interrupted);
                 }
                 if part.have > before {

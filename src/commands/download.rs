@@ -17,29 +17,25 @@
 //! recorded (a crash between the rename and the ledger write) is counted and recorded
 //! without being downloaded again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde::Serialize;
 
+use super::lifecycle::{JobOptions, Session};
 use super::{CommonOptions, Outcome, Summary};
 use crate::api::download::{self as dl, Target};
-use crate::api::{Client, Provider, RetryPolicy};
+use crate::api::Client;
 use crate::error::{Error, Result};
-use crate::job::{BatchSnapshot, DownloadEntry, JobLock, Ledger};
+use crate::job::{BatchSnapshot, DownloadEntry, Ledger};
 use crate::report::human_bytes;
 
 /// What `batchline download` is asked to do.
 #[derive(Clone, Debug)]
 pub struct DownloadConfig {
-    /// The job directory (a `shard` output directory with a ledger).
-    pub job: PathBuf,
-    pub provider: Provider,
-    pub policy: RetryPolicy,
-    /// Notes, fsync, the stop token, verbosity.
-    pub common: CommonOptions,
-    /// A progress bar per file when stderr is a terminal.
-    pub progress: bool,
+    /// The job directory, the provider, notes, fsync, the stop token; `progress`: a
+    /// bar per file when stderr is a terminal.
+    pub job: JobOptions,
 }
 
 /// One result file of one batch.
@@ -61,7 +57,12 @@ pub struct FileReport {
     pub expected_lines: Option<u64>,
     /// Bytes taken over from an earlier run's partial file.
     pub resumed_bytes: u64,
+    /// Bytes that came over the network (a resume re-reads up to 64 KiB to check the
+    /// partial file's tail; a server that ignores `Range` sends the start again).
+    pub received_bytes: u64,
     pub retries: u32,
+    /// Times the partial file was started over.
+    pub restarts: u32,
     pub seconds: f64,
 }
 
@@ -97,9 +98,34 @@ pub struct DownloadSummary {
 
 impl Summary for DownloadSummary {
     fn human(&self) -> String {
+        format!("download {}: {}", self.job, self.brief())
+    }
+
+    fn outcome(&self) -> Outcome {
+        if self.mismatched > 0 {
+            Outcome::WithRejects
+        } else {
+            Outcome::Clean
+        }
+    }
+
+    fn data_on_stdout(&self) -> bool {
+        false
+    }
+}
+
+impl DownloadSummary {
+    pub fn new(job: &Path) -> DownloadSummary {
+        DownloadSummary {
+            job: job.display().to_string(),
+            ..DownloadSummary::default()
+        }
+    }
+
+    /// The figures of the human summary, without the job (also in `wait --download`'s).
+    pub fn brief(&self) -> String {
         let mut s = format!(
-            "download {}: {} fetched ({}, {:.1} MB/s), {} already complete; {} lines in {} results",
-            self.job,
+            "{} files fetched ({}, {:.1} MB/s), {} already complete; {} lines in {} of results",
             self.fetched,
             human_bytes(self.bytes),
             self.mb_per_s,
@@ -124,46 +150,29 @@ impl Summary for DownloadSummary {
         }
         s
     }
-
-    fn outcome(&self) -> Outcome {
-        if self.mismatched > 0 {
-            Outcome::WithRejects
-        } else {
-            Outcome::Clean
-        }
-    }
-
-    fn data_on_stdout(&self) -> bool {
-        false
-    }
 }
 
-/// `batchline download JOB`: takes the job's lock and downloads everything ended.
+/// `batchline download JOB`: takes the job's lock, refreshes the batches not known to
+/// have ended (as `status` does), and downloads the files of every ended one.
 pub fn run(cfg: &DownloadConfig) -> Result<DownloadSummary> {
-    let _lock = JobLock::acquire(&cfg.job)?;
-    let mut ledger = Ledger::load(&cfg.job)?.ok_or_else(|| {
-        Error::Usage(format!(
-            "{}: nothing was submitted yet (no ledger.json); run `batchline submit {}` first",
-            cfg.job.display(),
-            cfg.job.display()
-        ))
-    })?;
-    let client = Client::with_policy(cfg.provider.clone(), cfg.policy)?
-        .with_stop(cfg.common.engine.cancel.flag());
-    let mut summary = DownloadSummary::new(&cfg.job);
     let t0 = Instant::now();
+    let mut session = Session::open(&cfg.job, false, false)?;
+    session.refresh()?;
+    let mut summary = DownloadSummary::new(&cfg.job.job);
     let files = Files {
-        client: &client,
-        job: &cfg.job,
-        common: &cfg.common,
-        progress: cfg.progress,
+        client: &session.client,
+        job: &session.job,
+        common: &session.common,
+        progress: cfg.job.progress,
+        notes: false,
     };
-    files.download_ended(&mut ledger, &mut summary)?;
+    files.download_ended(&mut session.ledger, &mut summary)?;
     summary.seconds = t0.elapsed().as_secs_f64();
     Ok(summary)
 }
 
-/// The result file name of a shard: `<stem>.output.jsonl` / `<stem>.error.jsonl`.
+/// The result file name of a shard, relative to the job directory:
+/// `results/round-N/<stem>.output.jsonl` / `.error.jsonl`.
 pub fn result_path(round: u32, shard: &str, kind: &str) -> String {
     let stem = shard.strip_suffix(".jsonl").unwrap_or(shard);
     format!("results/round-{round}/{stem}.{kind}.jsonl")
@@ -176,15 +185,8 @@ pub struct Files<'a> {
     pub common: &'a CommonOptions,
     /// A progress bar per file when stderr is a terminal.
     pub progress: bool,
-}
-
-impl DownloadSummary {
-    pub fn new(job: &Path) -> DownloadSummary {
-        DownloadSummary {
-            job: job.display().to_string(),
-            ..DownloadSummary::default()
-        }
-    }
+    /// A note per file fetched (`wait --download`, whose bars are the batches').
+    pub notes: bool,
 }
 
 impl Files<'_> {
@@ -252,7 +254,9 @@ impl Files<'_> {
                         lines: d.lines,
                         expected_lines: expected,
                         resumed_bytes: 0,
+                        received_bytes: 0,
                         retries: 0,
+                        restarts: 0,
                         seconds: 0.0,
                     });
                     continue;
@@ -345,6 +349,13 @@ impl Files<'_> {
                 fetched.lines,
                 &expected,
             );
+            if self.notes {
+                common.note(&format!(
+                    "{rel}: {action} ({}, {} lines)",
+                    human_bytes(fetched.bytes),
+                    fetched.lines
+                ));
+            }
             if action == "fetched" {
                 summary.fetched += 1;
                 summary.bytes += fetched.bytes - fetched.reused;
@@ -367,7 +378,9 @@ impl Files<'_> {
                 lines: fetched.lines,
                 expected_lines: expected,
                 resumed_bytes: fetched.reused,
+                received_bytes: fetched.received,
                 retries: fetched.retries,
+                restarts: fetched.restarts,
                 seconds,
             });
         }

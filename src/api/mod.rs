@@ -15,6 +15,7 @@
 
 pub mod batches;
 pub mod client;
+pub mod download;
 pub mod files;
 
 pub use batches::{Batch, BatchErrorItem, BatchErrors, CreateBatch, RequestCounts};

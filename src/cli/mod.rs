@@ -9,9 +9,12 @@ use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
+mod download;
+mod estimate;
 mod extract;
 mod join;
 mod provider;
+mod resubmit;
 mod run;
 mod serve;
 mod shard;
@@ -25,8 +28,11 @@ mod submit;
 mod wait;
 
 pub use build::BuildArgs;
+pub use download::DownloadArgs;
+pub use estimate::EstimateArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use resubmit::ResubmitArgs;
 pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;
@@ -160,10 +166,19 @@ pub enum Command {
     Cancel(CancelArgs),
     /// The account's batches, newest first.
     List(ListArgs),
+    /// Download the output and error files of a job's ended batches (streamed,
+    /// resumable, checked against request_counts).
+    Download(DownloadArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.
     Man(shell::ManArgs),
+    /// Estimate the tokens and cost of a request file or shard directory (batch and
+    /// direct price, lower and upper bound).
+    Estimate(EstimateArgs),
+    /// Send a job's retryable, expired and missing requests again as its next round
+    /// (final failures are not resent).
+    Resubmit(ResubmitArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -32,6 +32,10 @@ pub struct WaitArgs {
     /// Give up after this long (exit 2; rerun to go on).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Download each batch's output and error files as it ends (as `batchline
+    /// download` does), into JOB/results/.
+    #[arg(long)]
+    pub download: bool,
 }
 
 impl WaitArgs {
@@ -40,6 +44,7 @@ impl WaitArgs {
             job: self.job.options(g)?,
             poll: self.poll,
             timeout: self.timeout,
+            download: self.download,
         })
     }
 }

@@ -1,6 +1,8 @@
 //! One module per command: each has a plain config struct, a summary, and a `run`.
 
 pub mod build;
+pub mod download;
+pub mod estimate;
 pub mod extract;
 pub mod join;
 pub mod run;
@@ -11,6 +13,7 @@ pub mod validate;
 pub mod cancel;
 pub mod lifecycle;
 pub mod list;
+pub mod resubmit;
 pub mod status;
 pub mod submit;
 pub mod wait;

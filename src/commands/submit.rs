@@ -344,6 +344,7 @@ pub fn run(cfg: &SubmitConfig) -> Result<SubmitSummary> {
             job: cfg.job.clone(),
             poll,
             timeout,
+            download: false,
         };
         let w = wait::wait_session(&mut session, &wcfg, made.len() as u64)?;
         summary.wait = Some(wait::finish(w)?);

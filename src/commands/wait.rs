@@ -19,6 +19,8 @@ pub struct WaitConfig {
     pub poll: Duration,
     /// Give up after this long (exit 2; rerun `wait` to go on).
     pub timeout: Option<Duration>,
+    /// `--download`: download each batch's files as it ends (`commands::download`).
+    pub download: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -32,6 +34,9 @@ pub struct WaitSummary {
     pub seconds: f64,
     pub timed_out: bool,
     pub interrupted: bool,
+    /// With `--download`: what was downloaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub download: Option<super::download::DownloadSummary>,
 }
 
 impl Summary for WaitSummary {
@@ -55,6 +60,9 @@ impl Summary for WaitSummary {
             ));
         }
         s.push_str(&format!(" in {:.1} s", self.seconds));
+        if let Some(d) = &self.download {
+            s.push_str(&format!("; {}", d.brief()));
+        }
         if self.timed_out {
             s.push_str(" (timed out: run `batchline wait` again to go on)");
         }
@@ -67,7 +75,9 @@ impl Summary for WaitSummary {
     fn outcome(&self) -> Outcome {
         if self.interrupted {
             Outcome::Interrupted
-        } else if self.totals.all_completed() {
+        } else if self.totals.all_completed()
+            && self.download.as_ref().is_none_or(|d| d.mismatched == 0)
+        {
             Outcome::Clean
         } else {
             Outcome::WithRejects
@@ -158,6 +168,9 @@ pub(crate) fn wait_session(
     let mut polls = 0u64;
     let mut timed_out = false;
     let mut interrupted = false;
+    let mut download = cfg
+        .download
+        .then(|| super::download::DownloadSummary::new(&session.job));
     if let Some(b) = bars.as_mut() {
         for (r, s) in session.ledger.shards() {
             b.show(&change_of(r, s));
@@ -175,6 +188,16 @@ pub(crate) fn wait_session(
                     Some(b) => b.show(c),
                     None => session.common.note(&c.line()),
                 }
+            }
+            if let Some(d) = download.as_mut() {
+                super::download::Files {
+                    client: &session.client,
+                    job: &session.job,
+                    common: &session.common,
+                    progress: false,
+                    notes: bars.is_none(),
+                }
+                .download_ended(&mut session.ledger, d)?;
             }
             Ok(session.all_ended())
         })();
@@ -213,5 +236,6 @@ pub(crate) fn wait_session(
         seconds: (start.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
         timed_out,
         interrupted,
+        download,
     })
 }

@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Shard(args) => report(mode, &commands::shard::run(&args.into_config(&g))?),
         Command::Build(args) => report(mode, &commands::build::run(&args.into_config(&g)?)?),
         Command::Extract(args) => report(mode, &commands::extract::run(&args.into_config(&g))?),
-        Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g))?),
+        Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g)?)?),
         Command::Validate(args) => report(mode, &commands::validate::run(&args.into_config(&g)?)?),
         Command::Run(args) => report(mode, &commands::run::run(&args.into_config(&g)?)?),
         Command::Serve(args) => {
@@ -77,6 +77,8 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Download(args) => report(mode, &commands::download::run(&args.into_config(&g)?)?),
         Command::Completions(args) => cli::shell::completions(&args),
         Command::Man(args) => cli::shell::man(&args),
+        Command::Estimate(args) => report(mode, &commands::estimate::run(&args.into_config(&g)?)?),
+        Command::Resubmit(args) => report(mode, &commands::resubmit::run(&args.into_config(&g)?)?),
     }
 }
 

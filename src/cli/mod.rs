@@ -10,9 +10,11 @@ use batchline::report::SummaryMode;
 
 mod build;
 mod download;
+mod estimate;
 mod extract;
 mod join;
 mod provider;
+mod resubmit;
 mod run;
 mod serve;
 mod shard;
@@ -27,8 +29,10 @@ mod wait;
 
 pub use build::BuildArgs;
 pub use download::DownloadArgs;
+pub use estimate::EstimateArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use resubmit::ResubmitArgs;
 pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;
@@ -169,6 +173,12 @@ pub enum Command {
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.
     Man(shell::ManArgs),
+    /// Estimate the tokens and cost of a request file or shard directory (batch and
+    /// direct price, lower and upper bound).
+    Estimate(EstimateArgs),
+    /// Send a job's retryable, expired and missing requests again as its next round
+    /// (final failures are not resent).
+    Resubmit(ResubmitArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

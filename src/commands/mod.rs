@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod download;
+pub mod estimate;
 pub mod extract;
 pub mod join;
 pub mod run;
@@ -12,6 +13,7 @@ pub mod validate;
 pub mod cancel;
 pub mod lifecycle;
 pub mod list;
+pub mod resubmit;
 pub mod status;
 pub mod submit;
 pub mod wait;

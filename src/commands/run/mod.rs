@@ -29,7 +29,7 @@
 //!   `drain` to finish and are written; the run then ends with `interrupted` set
 //!   (exit 130). Requests without a result are sent by the next run.
 
-pub mod prices;
+pub use crate::batch::prices;
 pub mod resume;
 
 use std::collections::{BTreeMap, HashMap};

@@ -567,6 +567,39 @@ fn wait_download_fetches_each_batch_as_it_ends() {
 }
 
 #[test]
+fn submit_wait_download_runs_the_whole_job_in_one_command() {
+    let server = Serve::echo(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&bl(
+        dir.path(),
+        &server,
+        &[
+            "shard",
+            REQUESTS,
+            "--out-dir",
+            "job",
+            "-q",
+            "--max-requests",
+            "50",
+        ],
+    ));
+    let out = ok(&bl(
+        dir.path(),
+        &server,
+        &["submit", "job", "--wait", "--poll", "0.05", "--download"],
+    ))
+    .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".output.jsonl: fetched"), "{err}");
+    assert!(!err.contains("not ended"), "every batch ended: {err}");
+    let (ok_lines, err_lines) = check_results(&dir.path().join("job"));
+    assert_eq!(ok_lines + err_lines, 200);
+    // --download without --wait is a usage error (exit 2), nothing sent.
+    let out = bl(dir.path(), &server, &["submit", "job", "--download"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn download_before_submit_is_a_usage_error() {
     let server = Serve::echo(&[]);
     let dir = tempfile::tempdir().unwrap();

@@ -494,6 +494,15 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
     let input = OpenInput::open(&cfg.input)?;
     let old_manifest = match out_dir {
         Some(dir) => {
+            // A submitted job (its ledger records batches that cost money and the
+            // results they map to): resharding it would orphan them.
+            if dir.join(crate::job::LEDGER_NAME).exists() {
+                return Err(Error::Usage(format!(
+                    "{}: this directory is a submitted job ({} is there); shard into a new directory (--force never replaces a job's shards)",
+                    dir.display(),
+                    crate::job::LEDGER_NAME
+                )));
+            }
             *created = prepare_out_dir(dir, cfg.force)?;
             Manifest::read(dir).ok().flatten()
         }

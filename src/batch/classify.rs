@@ -449,21 +449,57 @@ mod tests {
     fn codes_run_and_serve_write_are_classified() {
         let table: &[(&str, bool)] = &[
             // run: no answer after the last attempt (src/exec, post_once)
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"timeout","message":"timed out (after 5 attempts)"},"attempts":5}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_failed","message":"could not connect"},"attempts":5}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_dropped","message":"dropped"},"attempts":5}"#, true),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"timeout","message":"timed out (after 5 attempts)"},"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_failed","message":"could not connect"},"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_dropped","message":"dropped"},"attempts":5}"#,
+                true,
+            ),
             // run: a key that cannot be a header, a line that is not a request
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"bad_key","message":"m"},"attempts":1}"#, false),
-            (r#"{"id":"b","custom_id":null,"response":null,"error":{"code":"invalid_request_line","message":"in:1:0: x"},"attempts":0}"#, false),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"bad_key","message":"m"},"attempts":1}"#,
+                false,
+            ),
+            (
+                r#"{"id":"b","custom_id":null,"response":null,"error":{"code":"invalid_request_line","message":"in:1:0: x"},"attempts":0}"#,
+                false,
+            ),
             // run: an HTTP error after the last attempt keeps its status
-            (r#"{"id":"b","custom_id":"a","response":{"status_code":429,"request_id":null,"body":{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}},"error":null,"attempts":5}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":null,"body":{"error":{"message":"m","type":"invalid_response","param":null,"code":"non_json_body"}}},"error":null,"attempts":5}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":{"status_code":400,"request_id":"r","body":{"error":{"message":"m","type":"invalid_request_error","code":"missing_required_parameter"}}},"error":null,"attempts":1}"#, false),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":429,"request_id":null,"body":{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}},"error":null,"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":null,"body":{"error":{"message":"m","type":"invalid_response","param":null,"code":"non_json_body"}}},"error":null,"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":400,"request_id":"r","body":{"error":{"message":"m","type":"invalid_request_error","code":"missing_required_parameter"}}},"error":null,"attempts":1}"#,
+                false,
+            ),
             // serve: batch lines that were never executed, and an unreachable upstream
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_expired","message":"m"}}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_cancelled","message":"m"}}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"upstream_unreachable","message":"m"}}"#, true),
-            (r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":"r","body":{"error":{"message":"m","type":"server_error","param":null,"code":"upstream_unreachable"}}},"error":null}"#, true),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_expired","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_cancelled","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"upstream_unreachable","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":"r","body":{"error":{"message":"m","type":"server_error","param":null,"code":"upstream_unreachable"}}},"error":null}"#,
+                true,
+            ),
         ];
         for (line, retryable) in table {
             let (ok, code_, _, r) = code(line);

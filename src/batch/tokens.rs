@@ -330,15 +330,34 @@ mod tests {
     #[test]
     fn body_counts_equal_line_counts() {
         let bodies = [
-            ("/v1/chat/completions", r#"{"model":"gpt-4o","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello world"}],"name":"bob"}],"max_tokens":5}"#),
-            ("/v1/responses", r#"{"model":"gpt-4.1","instructions":"be brief","input":[{"role":"user","content":"hi there"}]}"#),
-            ("/v1/responses", r#"{"model":"gpt-4.1","input":"just a string"}"#),
-            ("/v1/embeddings", r#"{"model":"text-embedding-3-small","input":["a b c","d"]}"#),
-            ("/v1/completions", r#"{"model":"gpt-3.5-turbo-instruct","prompt":"Once upon"}"#),
-            ("/v1/chat/completions", r#"{"model":"gpt-\u0034o","messages":[{"role":"user","content":"caf\u00e9"}]}"#),
+            (
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello world"}],"name":"bob"}],"max_tokens":5}"#,
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"gpt-4.1","instructions":"be brief","input":[{"role":"user","content":"hi there"}]}"#,
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"gpt-4.1","input":"just a string"}"#,
+            ),
+            (
+                "/v1/embeddings",
+                r#"{"model":"text-embedding-3-small","input":["a b c","d"]}"#,
+            ),
+            (
+                "/v1/completions",
+                r#"{"model":"gpt-3.5-turbo-instruct","prompt":"Once upon"}"#,
+            ),
+            (
+                "/v1/chat/completions",
+                r#"{"model":"gpt-\u0034o","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+            ),
         ];
         for (url, body) in bodies {
-            let line = format!(r#"{{"custom_id":"x","method":"POST","url":"{url}","body":{body}}}"#);
+            let line =
+                format!(r#"{{"custom_id":"x","method":"POST","url":"{url}","body":{body}}}"#);
             let req = parse_request(&line, true).unwrap();
             let want = prompt_tokens(&req);
             assert!(want > 0, "{body}");
@@ -346,7 +365,10 @@ mod tests {
         }
         let chat = Endpoint::ChatCompletions;
         assert_eq!(body_prompt_tokens(chat, r#"{"messages":[]}"#), None);
-        assert_eq!(body_prompt_tokens(chat, r#"{"model":"m","model":"n"}"#), None);
+        assert_eq!(
+            body_prompt_tokens(chat, r#"{"model":"m","model":"n"}"#),
+            None
+        );
         assert_eq!(body_prompt_tokens(chat, "[1]"), None);
     }
 }

@@ -141,8 +141,19 @@ impl RunArgs {
                     "--header {name:?}: a header name is letters, digits, '-' and '_'"
                 )));
             }
-            exec.headers
-                .push((name.to_string(), value.trim().to_string()));
+            let value = value.trim();
+            // What HTTP allows in a value (no control characters but tab): refused
+            // here, or every request would fail to build and be retried as a
+            // connection failure.
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                return Err(Error::Usage(format!(
+                    "--header {name:?}: the value has a control character"
+                )));
+            }
+            exec.headers.push((name.to_string(), value.to_string()));
         }
         let mut cfg = RunConfig::new(InputSpec::parse(&self.requests), self.output, exec);
         cfg.errors = self.errors;

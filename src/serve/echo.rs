@@ -30,7 +30,11 @@ pub fn respond(endpoint: Endpoint, body: &Value) -> Result<Value, ApiError> {
 
 /// [`respond`], with the body's prompt tokens when the caller has counted them already
 /// (the same figure as [`prompt_tokens_of`]).
-pub fn respond_with(endpoint: Endpoint, body: &Value, prompt: Option<u64>) -> Result<Value, ApiError> {
+pub fn respond_with(
+    endpoint: Endpoint,
+    body: &Value,
+    prompt: Option<u64>,
+) -> Result<Value, ApiError> {
     let Value::Object(b) = body else {
         return Err(ApiError::bad_request(
             "The request body must be a JSON object.",
@@ -132,7 +136,10 @@ fn cut(enc: Encoding, text: &str, max: Option<u64>) -> (String, bool, u64) {
     // piece that fits (the running count of the pieces), once both ends are checked
     // with real counts: a few counts of prefixes instead of log2(length) of them.
     if let Some((a, b)) = piece_bracket(enc, text, max) {
-        let (a, b) = (bounds.partition_point(|&x| x < a), bounds.partition_point(|&x| x < b));
+        let (a, b) = (
+            bounds.partition_point(|&x| x < a),
+            bounds.partition_point(|&x| x < b),
+        );
         let n = enc.count(&text[..bounds[a]]);
         if n <= max {
             (lo, lo_count) = (a, n);
@@ -163,8 +170,14 @@ fn piece_bracket(enc: Encoding, text: &str, max: u64) -> Option<(usize, usize)> 
         let end = piece.as_ptr() as usize - text.as_ptr() as usize + piece.len();
         sum += enc.count(piece);
         if sum > max {
-            let a = text[..fits].char_indices().next_back().map_or(0, |(i, _)| i);
-            let b = text[end..].chars().next().map_or(end, |c| end + c.len_utf8());
+            let a = text[..fits]
+                .char_indices()
+                .next_back()
+                .map_or(0, |(i, _)| i);
+            let b = text[end..]
+                .chars()
+                .next()
+                .map_or(end, |c| end + c.len_utf8());
             return Some((a, b));
         }
         fits = end;
@@ -601,11 +614,19 @@ mod tests {
     #[test]
     fn cuts_are_the_longest_prefix_within_max() {
         fn plain(enc: Encoding, text: &str, max: u64) -> String {
-            let bounds: Vec<usize> = text.char_indices().map(|(i, _)| i).chain([text.len()]).collect();
+            let bounds: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
             let (mut lo, mut hi) = (0usize, bounds.len() - 1);
             while lo < hi {
                 let mid = (lo + hi).div_ceil(2);
-                if enc.count(&text[..bounds[mid]]) <= max { lo = mid } else { hi = mid - 1 }
+                if enc.count(&text[..bounds[mid]]) <= max {
+                    lo = mid
+                } else {
+                    hi = mid - 1
+                }
             }
             text[..bounds[lo]].to_string()
         }
@@ -620,7 +641,11 @@ mod tests {
                 for max in 0..=all + 1 {
                     let (got, was_cut, n) = cut(enc, t, Some(max));
                     let p = plain(enc, t, max);
-                    let (short, long) = if got.len() <= p.len() { (&got, &p) } else { (&p, &got) };
+                    let (short, long) = if got.len() <= p.len() {
+                        (&got, &p)
+                    } else {
+                        (&p, &got)
+                    };
                     assert!(long.starts_with(short.as_str()), "{got:?} {p:?}");
                     assert!(
                         long[short.len()..].chars().count() <= 4,

@@ -856,7 +856,10 @@ async fn direct(app: Arc<App>, endpoint: Endpoint, route: &'static str, body: By
         // Counted only when something reads it: the `--tpm` bucket or the echo's usage.
         let prompt = (a.tpm.is_some() || matches!(a.backend, super::Backend::Echo { .. }))
             .then(|| prompt_of(endpoint, &body, &v));
-        let tokens = a.tpm.as_ref().map_or(0, |_| token_estimate(&v, prompt.unwrap_or(0)));
+        let tokens = a
+            .tpm
+            .as_ref()
+            .map_or(0, |_| token_estimate(&v, prompt.unwrap_or(0)));
         let headers = match take_limits(&a, tokens) {
             Ok(h) => h,
             Err(e) => return e.into_response(),

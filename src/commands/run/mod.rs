@@ -353,7 +353,9 @@ fn scan_answer(body: &[u8]) -> Option<BodyInfo> {
     )
     .and_then(|span| crate::json::scan::only_whitespace_after(b, span.end))
     .ok()?;
-    let [error, usage, model] = slots.each_ref().map(|s| crate::json::scan::non_null(text, s));
+    let [error, usage, model] = slots
+        .each_ref()
+        .map(|s| crate::json::scan::non_null(text, s));
     Some(BodyInfo {
         error: error.map(|_| IgnoredAny),
         usage: usage.and_then(|u| serde_json::from_str::<Usage>(u).ok()),
@@ -1028,8 +1030,10 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                                 if tokens.is_some() && exec.limiter().limits_tokens() {
                                     // (A limit learnt from this very answer's headers:
                                     // the request went uncounted, at cost 0.)
-                                    let max_out = counted
-                                        .map_or_else(|| max_output_tokens(request_body), |(_, m)| m);
+                                    let max_out = counted.map_or_else(
+                                        || max_output_tokens(request_body),
+                                        |(_, m)| m,
+                                    );
                                     // The provider charged the prompt it counted plus
                                     // max_tokens (or what was written when unset).
                                     let actual = tin.saturating_add(if max_out > 0 {

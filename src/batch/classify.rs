@@ -467,7 +467,7 @@ mod tests {
                 false,
             ),
             (
-                r#"{"id":"b","custom_id":null,"response":null,"error":{"code":"invalid_request_line","message":"in:1:0: x"},"attempts":0}"#,
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"invalid_request_line","message":"in:1:0: x"},"attempts":0}"#,
                 false,
             ),
             // run: an HTTP error after the last attempt keeps its status
@@ -501,6 +501,10 @@ mod tests {
                 true,
             ),
         ];
+        // A bad line that repeats a custom_id carries none: no request to match it
+        // to, so it is unusable as a result (join and extract report it as such).
+        let dup = r#"{"id":"b","custom_id":null,"response":null,"error":{"code":"invalid_request_line","message":"in:2:0: duplicate custom_id"},"attempts":0}"#;
+        assert!(classify(dup.as_bytes(), true).is_err());
         for (line, retryable) in table {
             let (ok, code_, _, r) = code(line);
             assert!(!ok, "{line}");

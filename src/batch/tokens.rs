@@ -71,14 +71,47 @@ impl Encoding {
         }
         let tok = self.tokenizer();
         let text = tok.normalize(text);
-        PIECES.with(|cache| {
+        let text = text.as_str();
+        COUNTS.with(|cache| {
             let mut cache = cache.borrow_mut();
-            let map = &mut cache[self as usize];
-            tok.split(text.as_str())
+            let remember = (RECENT_MIN..=RECENT_MAX).contains(&text.len());
+            if remember {
+                if let Some((_, _, n)) = cache
+                    .recent
+                    .iter()
+                    .find(|(e, t, _)| *e == self && t.as_str() == text)
+                {
+                    return *n;
+                }
+            }
+            let map = &mut cache.pieces[self as usize];
+            let n = tok
+                .split(text)
                 .map(|piece| piece_count(tok, map, piece.as_bytes()))
-                .sum::<u64>()
+                .sum::<u64>();
+            if remember {
+                if cache.recent.len() == RECENT {
+                    cache.recent.pop_back();
+                }
+                cache.recent.push_front((self, text.to_string(), n));
+            }
+            n
         })
     }
+}
+
+/// Whole texts counted last on a thread, remembered with their count: the echo server
+/// counts a prompt, then the same text again as its answer. Only texts of
+/// `RECENT_MIN..=RECENT_MAX` bytes (shorter ones cost little, longer ones memory).
+const RECENT: usize = 4;
+const RECENT_MIN: usize = 64;
+const RECENT_MAX: usize = 1 << 16;
+
+#[derive(Default)]
+struct Counts {
+    /// Byte-pair counts of recent pieces, one map per [`Encoding`].
+    pieces: [PieceMap; 2],
+    recent: std::collections::VecDeque<(Encoding, String, u64)>,
 }
 
 /// Pieces at most this long have their count remembered.
@@ -89,8 +122,7 @@ const PIECES_MAX: usize = 1 << 16;
 type PieceMap = std::collections::HashMap<Box<[u8]>, u32>;
 
 thread_local! {
-    /// Byte-pair counts of recent pieces, one map per [`Encoding`].
-    static PIECES: std::cell::RefCell<[PieceMap; 2]> = std::cell::RefCell::new(Default::default());
+    static COUNTS: std::cell::RefCell<Counts> = std::cell::RefCell::new(Counts::default());
 }
 
 fn piece_count(tok: &bpe_openai::Tokenizer, map: &mut PieceMap, piece: &[u8]) -> u64 {
@@ -312,6 +344,10 @@ mod tests {
             "こんにちは世界こんにちは世界こんにちは世界こんにちは世界こんにちは世界",
             &"word ".repeat(500),
             "",
+            // Texts that differ only near the end, one after the other (the memo of
+            // whole texts must not confuse them).
+            &"a long shared prefix of the kind a system prompt has; ".repeat(3),
+            &("a long shared prefix of the kind a system prompt has; ".repeat(3) + "x"),
         ];
         for _ in 0..2 {
             for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {

@@ -30,6 +30,9 @@ SERVER_PID=
 start_server() {  # start_server ARGS...: sets URL
   stop_server
   rm -rf "$DATA"/serve-data.*
+  # The last server's first line must not be taken for this one's (a race: the
+  # shell truncates serve.out in the child, after the wait below may have begun).
+  rm -f "$DATA/serve.out"
   "$BL" serve --echo --port 0 --data-dir "$DATA/serve-data.$$.$RANDOM" "$@" > "$DATA/serve.out" 2> "$DATA/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 1 1200); do

@@ -90,7 +90,10 @@ impl ProviderArgs {
             // What HTTP allows in a value (no control characters but tab): refused
             // here, or every request would fail to build and be retried as a
             // connection failure.
-            if !value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) {
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
                 return Err(Error::Usage(format!(
                     "--header {name:?}: the value has a control character"
                 )));

@@ -61,8 +61,7 @@ pub struct SubmitSummary {
     /// Shards held back by the enqueued budget (`wait` submits them).
     pub queued: u64,
     pub plan: Vec<PlanLine>,
-    /// The cost estimate of the plan (`--dry-run`). None until `commands::estimate`
-    /// is wired in: see [`dry_run_cost`].
+    /// The cost estimate of the job (`--dry-run`): see [`dry_run_cost`].
     pub cost_estimate: Option<Value>,
     /// With `--wait`: how the wait ended.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -132,17 +131,44 @@ impl Summary for SubmitSummary {
             ));
         }
         match &self.cost_estimate {
-            Some(c) => s.push_str(&format!("cost estimate: {c}\n")),
+            Some(c) => s.push_str(&format!("{}\n", cost_line(c))),
             None => s.push_str("cost estimate: not available (see `batchline estimate`)\n"),
         }
         Some(s)
     }
 }
 
-/// THE place where `--dry-run` gets its cost estimate: `commands::estimate` (helper
-/// "rounds") computes it for the shards of the plan; until it is wired in, none.
-pub fn dry_run_cost(_job: &std::path::Path, _plan: &[PlanLine]) -> Option<Value> {
-    None
+/// `--dry-run`'s cost estimate: `batchline estimate JOB` at the shipped prices (the
+/// groups and totals of [`crate::commands::estimate::Estimate`]); None when the shards
+/// cannot be read.
+pub fn dry_run_cost(job: &std::path::Path, _plan: &[PlanLine]) -> Option<Value> {
+    crate::commands::estimate::dry_run_value(job, &crate::batch::prices::Prices::builtin())
+}
+
+/// One human line of an estimate's totals: batch-price bounds, what is unpriced.
+fn cost_line(c: &Value) -> String {
+    let t = &c["totals"];
+    let money = |v: &Value| match v.as_f64() {
+        Some(x) if x >= 0.01 || x == 0.0 => format!("${x:.2}"),
+        Some(x) => format!("${x:.6}"),
+        None => "unknown".to_string(),
+    };
+    let mut line = format!(
+        "cost estimate at the batch price: {} to {} (output {}..{} tokens)",
+        money(&t["batch_cost_min"]),
+        money(&t["batch_cost_max"]),
+        t["output_tokens_min"],
+        t["output_tokens_max"].as_u64().map_or("unknown".to_string(), |v| v.to_string()),
+    );
+    let unpriced = t["unpriced_requests"].as_u64().unwrap_or(0);
+    if unpriced > 0 {
+        line.push_str(&format!("; {unpriced} requests of unpriced models not included"));
+    }
+    let unlimited = t["requests_without_limit"].as_u64().unwrap_or(0);
+    if unlimited > 0 {
+        line.push_str(&format!("; {unlimited} requests without an output limit (upper bound unknown)"));
+    }
+    line
 }
 
 /// Checks `--metadata` pairs against the API's limits (at most 16 pairs in all, keys of

@@ -202,11 +202,21 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     let plan = stdout(&o);
     assert_eq!(plan.matches("\tsubmit\n").count(), 2, "{plan}");
     assert_eq!(plan.matches("\tqueued\n").count(), 1, "{plan}");
-    assert!(plan.contains("cost estimate at the batch price: $"), "{plan}");
+    assert!(
+        plan.contains("cost estimate at the batch price: $"),
+        "{plan}"
+    );
     assert!(stderr(&o).contains("nothing was sent"), "{}", stderr(&o));
     // The dry run's cost is `batchline estimate JOB`'s, figure for figure.
     let dry = bl(
-        &["submit", job.to_str().unwrap(), "--base-url", &s.base(), "--dry-run", "--json"],
+        &[
+            "submit",
+            job.to_str().unwrap(),
+            "--base-url",
+            &s.base(),
+            "--dry-run",
+            "--json",
+        ],
         &[],
     );
     assert_eq!(code(&dry), 0, "{}", stderr(&dry));
@@ -215,7 +225,10 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     assert_eq!(code(&est), 0, "{}", stderr(&est));
     let est: serde_json::Value = serde_json::from_str(&stdout(&est)).unwrap();
     assert_eq!(dry["cost_estimate"]["totals"], est["totals"], "{dry}");
-    assert!(est["totals"]["batch_cost_min"].as_f64().unwrap() > 0.0, "{est}");
+    assert!(
+        est["totals"]["batch_cost_min"].as_f64().unwrap() > 0.0,
+        "{est}"
+    );
     assert!(s.batches(None).is_empty());
     assert!(
         !job.join("ledger.json").exists(),

@@ -1063,3 +1063,76 @@ fn the_summary_has_latency_percentiles_tokens_and_cost() {
         assert!(e.contains(want), "{want:?} not in {e}");
     }
 }
+
+#[test]
+fn requests_that_got_no_answer_are_retried_by_join() {
+    // A port nobody listens on: every request fails as connection_failed, which the
+    // one classifier takes as retryable, so `join --retry` hands back every request
+    // line (byte for byte), ready to run again; a final 4xx is not handed back.
+    let d = tempfile::tempdir().unwrap();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let input = write_requests(d.path(), 4);
+    let out = d.path().join("out.jsonl");
+    let err = d.path().join("err.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--errors",
+        err.to_str().unwrap(),
+        "--base-url",
+        &format!("http://127.0.0.1:{port}/v1"),
+        "--max-attempts",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let errs = read_lines(&err);
+    assert_eq!(errs.len(), 4);
+    assert!(
+        errs.iter()
+            .all(|l| l["error"]["code"] == "connection_failed"),
+        "{errs:?}"
+    );
+    // One more line: a final 400 for a fifth request, which must not be retried.
+    let mut reqs = std::fs::read_to_string(&input).unwrap();
+    reqs.push_str(&chat_line("req-4", "bad"));
+    reqs.push('\n');
+    std::fs::write(&input, &reqs).unwrap();
+    let mut e = std::fs::read_to_string(&err).unwrap();
+    e.push_str(
+        &json!({"id": "batch_req_x", "custom_id": "req-4", "response": {"status_code": 400,
+        "request_id": null, "body": {"error": {"message": "m", "type": "invalid_request_error",
+        "code": "invalid_value"}}}, "error": null, "attempts": 1})
+        .to_string(),
+    );
+    e.push('\n');
+    std::fs::write(&err, e).unwrap();
+    let retry = d.path().join("retry.jsonl");
+    let o = Command::new(BIN)
+        .args(["join", input.to_str().unwrap(), err.to_str().unwrap(), "-o"])
+        .arg(d.path().join("joined.jsonl"))
+        .arg("--retry")
+        .arg(&retry)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let sm = summary(&o);
+    assert_eq!(sm["retry"], 4, "{sm}");
+    let want: Vec<&str> = reqs.lines().take(4).collect();
+    assert_eq!(
+        std::fs::read_to_string(&retry)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        want
+    );
+}

@@ -158,15 +158,21 @@ fn cost_line(c: &Value) -> String {
         money(&t["batch_cost_min"]),
         money(&t["batch_cost_max"]),
         t["output_tokens_min"],
-        t["output_tokens_max"].as_u64().map_or("unknown".to_string(), |v| v.to_string()),
+        t["output_tokens_max"]
+            .as_u64()
+            .map_or("unknown".to_string(), |v| v.to_string()),
     );
     let unpriced = t["unpriced_requests"].as_u64().unwrap_or(0);
     if unpriced > 0 {
-        line.push_str(&format!("; {unpriced} requests of unpriced models not included"));
+        line.push_str(&format!(
+            "; {unpriced} requests of unpriced models not included"
+        ));
     }
     let unlimited = t["requests_without_limit"].as_u64().unwrap_or(0);
     if unlimited > 0 {
-        line.push_str(&format!("; {unlimited} requests without an output limit (upper bound unknown)"));
+        line.push_str(&format!(
+            "; {unlimited} requests without an output limit (upper bound unknown)"
+        ));
     }
     line
 }

@@ -5,7 +5,7 @@ SHARED=${SHARED:-$ROOT/../shared}
 GEN="python3 $SHARED/tools/gen_batch.py"
 PEERS=$SHARED/bench/peers
 DATA=${DATA:-/tmp/batchline-bench}
-BL=$ROOT/target/release/batchline
+BL=${BL:-$ROOT/target/release/batchline}
 mkdir -p "$DATA"
 
 build_release() { (cd "$ROOT" && cargo build --release --quiet); }

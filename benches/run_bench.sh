@@ -30,6 +30,9 @@ SERVER_PID=
 start_server() {  # start_server ARGS...: sets URL
   stop_server
   rm -rf "$DATA"/serve-data.*
+  # The last server's first line must not be taken for this one's (a race: the
+  # shell truncates serve.out in the child, after the wait below may have begun).
+  rm -f "$DATA/serve.out"
   "$BL" serve --echo --port 0 --data-dir "$DATA/serve-data.$$.$RANDOM" "$@" > "$DATA/serve.out" 2> "$DATA/serve.err" &
   SERVER_PID=$!
   for _ in $(seq 1 1200); do
@@ -44,26 +47,37 @@ stop_server() {
 }
 trap stop_server EXIT
 
-# client LABEL N CMD...: runs CMD; prints requests/s, wall and client CPU seconds.
+# CPU seconds (user + sys) the server has used so far, from /proc.
+server_cpu() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$SERVER_PID/stat"
+}
+
+# client LABEL N CMD...: runs CMD; prints requests/s, wall, the client's CPU seconds
+# and the server's CPU seconds during the run (both also per request: unlike wall
+# clock, they hardly move with the load of other work on the machine).
 client() {
   local label=$1 n=$2; shift 2
-  local t0 t1
+  local t0 t1 s0 s1
+  s0=$(server_cpu)
   t0=$(date +%s.%N)
   /usr/bin/time -f "%U %S %M" -o "$DATA/.time" "$@" > "$DATA/.client.out" 2> "$DATA/.client.err" \
     || { echo "FAILED: $label"; tail -5 "$DATA/.client.err"; return 0; }
   t1=$(date +%s.%N)
-  python3 - "$label" "$n" "$t0" "$t1" $(tail -1 "$DATA/.time") <<'PY'
+  s1=$(server_cpu)
+  python3 - "$label" "$n" "$t0" "$t1" $(tail -1 "$DATA/.time") "$s0" "$s1" <<'PY'
 import sys
-label, n, t0, t1, u, s, rss = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:8])
-w = t1 - t0
-print(f"| {label} | {n} | {w:.2f} s | {n/w:.0f} req/s | {u+s:.2f} s | {(u+s)/n*1e6:.0f} us | {rss/1024:.0f} MB |")
+label, n, t0, t1, u, s, rss, s0, s1 = sys.argv[1], int(sys.argv[2]), *map(float, sys.argv[3:10])
+w, c, srv = t1 - t0, u + s, s1 - s0
+print(f"| {label} | {n} | {w:.2f} s | {n/w:.0f} req/s | {c:.2f} s | {c/n*1e6:.0f} us | {srv:.2f} s | {srv/n*1e6:.0f} us | {rss/1024:.0f} MB |")
 PY
 }
 
 header() {
-  echo "| client | requests | wall | requests/s | client CPU | CPU per request | peak RSS |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| client | requests | wall | requests/s | client CPU | client CPU per request | server CPU | server CPU per request | client peak RSS |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 }
+
+echo "$(date -u '+%F %T UTC'); $(uptime | sed 's/.*load/load/'); $(nproc) cores"
 
 if [[ " $PARTS " == *" fast "* ]]; then
   echo "## no model latency, concurrency $CONC ($N requests, gen_batch.py --seed 7)"

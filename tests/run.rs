@@ -855,3 +855,284 @@ fn the_tpm_limit_spaces_sends_by_their_token_cost() {
     assert!(hi - lo >= 2, "{per_sec:?}");
     assert!(sm["tokens_in"].as_u64().unwrap() > 0);
 }
+
+#[test]
+fn a_tpm_limit_learnt_from_the_headers_is_kept_by_counting_tokens() {
+    // run is given no --tpm: the first answer's x-ratelimit-limit-tokens sets it, and
+    // only from then on are requests' tokens counted (nothing reads them before).
+    // Each request costs about 10 prompt tokens plus max_tokens 40: at 6,000 tokens a
+    // minute, about 2 a second; sent uncounted, all 8 would leave in the same second.
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), &["--tpm", "6000"], &[]);
+    let input = write_requests(d.path(), 8);
+    let out = d.path().join("out.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--concurrency",
+        "8",
+        "--json",
+    ]);
+    let sm = summary(&o);
+    assert_eq!(o.status.code(), Some(0), "{sm}");
+    assert_eq!(sm["rate_limited"], 0, "{sm}");
+    let mut per_sec: HashMap<u64, u64> = HashMap::new();
+    for l in read_lines(&out) {
+        *per_sec
+            .entry(l["response"]["body"]["created"].as_u64().unwrap())
+            .or_default() += 1;
+    }
+    assert!(per_sec.values().all(|&c| c <= 3), "{per_sec:?}");
+    let (lo, hi) = (per_sec.keys().min().unwrap(), per_sec.keys().max().unwrap());
+    assert!(hi - lo >= 2, "{per_sec:?}");
+}
+
+#[test]
+fn extra_headers_are_sent_and_bad_ones_refused() {
+    // The server wants a key; run has none in its environment and sends it with
+    // --header: every request passes only if the header went out.
+    let d = tempfile::tempdir().unwrap();
+    let key = "sk-test-HEADER-5678";
+    let s = Server::start(
+        d.path(),
+        &["--api-key-env", "SERVE_KEY"],
+        &[("SERVE_KEY", key)],
+    );
+    let input = write_requests(d.path(), 5);
+    let out = d.path().join("out.jsonl");
+    let auth = format!("Authorization: Bearer {key}");
+    let args = [
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--header",
+        "OpenAI-Organization:org-1",
+        "--header",
+        &auth,
+        "--json",
+    ];
+    let o = run(&args);
+    let sm = summary(&o);
+    assert_eq!(o.status.code(), Some(0), "{sm}");
+    assert_eq!(sm["succeeded"], 5, "{sm}");
+    assert_each_once(&read_lines(&out), 5);
+    // Without it: 401, final, in OUT (no error file given).
+    let out2 = d.path().join("out2.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(read_lines(&out2)
+        .iter()
+        .all(|l| l["response"]["status_code"] == 401));
+    // Malformed headers are usage errors (exit 2) before anything is sent.
+    for bad in [
+        "NoColon",
+        "Bad Name:x",
+        ":x",
+        "X-Ok:line\nbreak",
+        "X-Ok:\u{7f}",
+    ] {
+        let out3 = d.path().join("out3.jsonl");
+        let o = run(&[
+            input.to_str().unwrap(),
+            "-o",
+            out3.to_str().unwrap(),
+            "--base-url",
+            &s.v1(),
+            "--header",
+            bad,
+        ]);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{bad:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("--header"),
+            "{bad:?}"
+        );
+        assert_eq!(count_lines(&out3), 0, "{bad:?}");
+    }
+}
+
+#[test]
+fn the_summary_has_latency_percentiles_tokens_and_cost() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), &[], &[]);
+    let input = write_requests(d.path(), 20);
+    let out = d.path().join("out.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--json",
+    ]);
+    let sm = summary(&o);
+    assert_eq!(o.status.code(), Some(0), "{sm}");
+    let keys: Vec<&str> = sm.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "input",
+            "output",
+            "errors",
+            "lines",
+            "blank",
+            "skipped",
+            "bad_lines",
+            "succeeded",
+            "failed",
+            "unsent",
+            "attempts",
+            "retries",
+            "rate_limited",
+            "latency_ms",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+            "unpriced",
+            "seconds",
+            "requests_per_s",
+            "interrupted"
+        ]
+    );
+    let lat = &sm["latency_ms"];
+    let [p50, p90, p99, max] = ["p50", "p90", "p99", "max"].map(|k| lat[k].as_f64().unwrap());
+    assert!(0.0 < p50 && p50 <= p90 && p90 <= p99 && p99 <= max, "{lat}");
+    // Tokens are the answers' usage, summed.
+    let lines = read_lines(&out);
+    let sum = |k: &str| {
+        lines
+            .iter()
+            .map(|l| l["response"]["body"]["usage"][k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(sm["tokens_in"].as_u64().unwrap(), sum("prompt_tokens"));
+    assert_eq!(sm["tokens_out"].as_u64().unwrap(), sum("completion_tokens"));
+    // gpt-4o-mini has a list price: some cost, nothing unpriced.
+    assert!(sm["cost_usd"].as_f64().unwrap() > 0.0, "{sm}");
+    assert_eq!(sm["unpriced"], 0);
+    // A model without a price: no cost, every answer counted as unpriced.
+    let p = d.path().join("local.jsonl");
+    let text: String = (0..3)
+        .map(|i| {
+            json!({"custom_id": format!("l{i}"), "method": "POST", "url": "/v1/chat/completions",
+                "body": {"model": "my-local-llama", "messages": [{"role": "user", "content": "hi"}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(&p, text).unwrap();
+    let out2 = d.path().join("out2.jsonl");
+    let o = run(&[
+        p.to_str().unwrap(),
+        "-o",
+        out2.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+        "--json",
+    ]);
+    let sm = summary(&o);
+    assert_eq!(sm["cost_usd"], Value::Null, "{sm}");
+    assert_eq!(sm["unpriced"], 3, "{sm}");
+    // The human summary names the percentiles and the cost.
+    let out3 = d.path().join("out3.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out3.to_str().unwrap(),
+        "--base-url",
+        &s.v1(),
+    ]);
+    let e = String::from_utf8_lossy(&o.stderr);
+    for want in ["20 ok", "p50 ", "p90 ", "p99 ", "tokens ", "$", "req/s"] {
+        assert!(e.contains(want), "{want:?} not in {e}");
+    }
+}
+
+#[test]
+fn requests_that_got_no_answer_are_retried_by_join() {
+    // A port nobody listens on: every request fails as connection_failed, which the
+    // one classifier takes as retryable, so `join --retry` hands back every request
+    // line (byte for byte), ready to run again; a final 4xx is not handed back.
+    let d = tempfile::tempdir().unwrap();
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let input = write_requests(d.path(), 4);
+    let out = d.path().join("out.jsonl");
+    let err = d.path().join("err.jsonl");
+    let o = run(&[
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--errors",
+        err.to_str().unwrap(),
+        "--base-url",
+        &format!("http://127.0.0.1:{port}/v1"),
+        "--max-attempts",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let errs = read_lines(&err);
+    assert_eq!(errs.len(), 4);
+    assert!(
+        errs.iter()
+            .all(|l| l["error"]["code"] == "connection_failed"),
+        "{errs:?}"
+    );
+    // One more line: a final 400 for a fifth request, which must not be retried.
+    let mut reqs = std::fs::read_to_string(&input).unwrap();
+    reqs.push_str(&chat_line("req-4", "bad"));
+    reqs.push('\n');
+    std::fs::write(&input, &reqs).unwrap();
+    let mut e = std::fs::read_to_string(&err).unwrap();
+    e.push_str(
+        &json!({"id": "batch_req_x", "custom_id": "req-4", "response": {"status_code": 400,
+        "request_id": null, "body": {"error": {"message": "m", "type": "invalid_request_error",
+        "code": "invalid_value"}}}, "error": null, "attempts": 1})
+        .to_string(),
+    );
+    e.push('\n');
+    std::fs::write(&err, e).unwrap();
+    let retry = d.path().join("retry.jsonl");
+    let o = Command::new(BIN)
+        .args(["join", input.to_str().unwrap(), err.to_str().unwrap(), "-o"])
+        .arg(d.path().join("joined.jsonl"))
+        .arg("--retry")
+        .arg(&retry)
+        .arg("--json")
+        .output()
+        .unwrap();
+    let sm = summary(&o);
+    assert_eq!(sm["retry"], 4, "{sm}");
+    let want: Vec<&str> = reqs.lines().take(4).collect();
+    assert_eq!(
+        std::fs::read_to_string(&retry)
+            .unwrap()
+            .lines()
+            .collect::<Vec<_>>(),
+        want
+    );
+}

@@ -31,7 +31,8 @@
 //! - Otherwise ok, with `response.body` as the body.
 //!
 //! Retryable: HTTP 429 or 5xx, or a code in [`RETRYABLE_CODES`] (expired, cancelled,
-//! rate limits, overloaded, server errors, a `missing` result). Malformed results
+//! rate limits, overloaded, server errors, a `missing` result, and no answer at all:
+//! `timeout`, `connection_failed`, `connection_dropped`, `upstream_unreachable`). Malformed results
 //! (`missing_body`, `missing_message`, `missing_status_code`) are not: whoever wrote
 //! them would write them again; `--retry-all` takes them too.
 
@@ -102,6 +103,12 @@ pub const RETRYABLE_CODES: &[&str] = &[
     "api_error",
     "overloaded_error",
     "missing",
+    // No answer at all, as `run` writes it after its last attempt (and as `serve
+    // --upstream` writes it): the next attempt may get one.
+    "timeout",
+    "connection_failed",
+    "connection_dropped",
+    "upstream_unreachable",
 ];
 
 fn failure<'a>(
@@ -433,6 +440,77 @@ mod tests {
                 assert_eq!((f.code.as_ref(), f.message), ("error", Some("\"boom\"")))
             }
             _ => panic!(),
+        }
+    }
+
+    /// The codes `run` and `serve` write themselves, one row each: the failures that
+    /// resubmitting can cure are retryable, the ones it cannot are not.
+    #[test]
+    fn codes_run_and_serve_write_are_classified() {
+        let table: &[(&str, bool)] = &[
+            // run: no answer after the last attempt (src/exec, post_once)
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"timeout","message":"timed out (after 5 attempts)"},"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_failed","message":"could not connect"},"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"connection_dropped","message":"dropped"},"attempts":5}"#,
+                true,
+            ),
+            // run: a key that cannot be a header, a line that is not a request
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"bad_key","message":"m"},"attempts":1}"#,
+                false,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"invalid_request_line","message":"in:1:0: x"},"attempts":0}"#,
+                false,
+            ),
+            // run: an HTTP error after the last attempt keeps its status
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":429,"request_id":null,"body":{"error":{"message":"m","type":"requests","code":"rate_limit_exceeded"}}},"error":null,"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":null,"body":{"error":{"message":"m","type":"invalid_response","param":null,"code":"non_json_body"}}},"error":null,"attempts":5}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":400,"request_id":"r","body":{"error":{"message":"m","type":"invalid_request_error","code":"missing_required_parameter"}}},"error":null,"attempts":1}"#,
+                false,
+            ),
+            // serve: batch lines that were never executed, and an unreachable upstream
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_expired","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"batch_cancelled","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":null,"error":{"code":"upstream_unreachable","message":"m"}}"#,
+                true,
+            ),
+            (
+                r#"{"id":"b","custom_id":"a","response":{"status_code":502,"request_id":"r","body":{"error":{"message":"m","type":"server_error","param":null,"code":"upstream_unreachable"}}},"error":null}"#,
+                true,
+            ),
+        ];
+        // A bad line that repeats a custom_id carries none: no request to match it
+        // to, so it is unusable as a result (join and extract report it as such).
+        let dup = r#"{"id":"b","custom_id":null,"response":null,"error":{"code":"invalid_request_line","message":"in:2:0: duplicate custom_id"},"attempts":0}"#;
+        assert!(classify(dup.as_bytes(), true).is_err());
+        for (line, retryable) in table {
+            let (ok, code_, _, r) = code(line);
+            assert!(!ok, "{line}");
+            assert_eq!(r, *retryable, "{code_}: {line}");
+            // Without `detail` (join's index pass) the verdict is failed all the same.
+            assert!(!classify(line.as_bytes(), false).unwrap().verdict.is_ok());
         }
     }
 

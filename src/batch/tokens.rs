@@ -60,34 +60,152 @@ impl Encoding {
     }
 
     /// Tokens in `text` (no special tokens).
+    ///
+    /// The same figure as `bpe_openai::Tokenizer::count` (the sum of the byte-pair
+    /// counts of the pre-tokenizer's pieces), with the counts of short pieces (words)
+    /// remembered per thread: natural text repeats its words, so most pieces are then
+    /// a hash lookup instead of a byte-pair encoding.
     pub fn count(self, text: &str) -> u64 {
         if text.is_empty() {
             return 0;
         }
-        self.tokenizer().count(text) as u64
+        let tok = self.tokenizer();
+        let text = tok.normalize(text);
+        let text = text.as_str();
+        COUNTS.with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let remember = (RECENT_MIN..=RECENT_MAX).contains(&text.len());
+            if remember {
+                if let Some((_, _, n)) = cache
+                    .recent
+                    .iter()
+                    .find(|(e, t, _)| *e == self && t.as_str() == text)
+                {
+                    return *n;
+                }
+            }
+            let map = &mut cache.pieces[self as usize];
+            let n = tok
+                .split(text)
+                .map(|piece| piece_count(tok, map, piece.as_bytes()))
+                .sum::<u64>();
+            if remember {
+                if cache.recent.len() == RECENT {
+                    cache.recent.pop_back();
+                }
+                cache.recent.push_front((self, text.to_string(), n));
+            }
+            n
+        })
     }
+}
+
+/// Whole texts counted last on a thread, remembered with their count: the echo server
+/// counts a prompt, then the same text again as its answer. Only texts of
+/// `RECENT_MIN..=RECENT_MAX` bytes (shorter ones cost little, longer ones memory).
+const RECENT: usize = 4;
+const RECENT_MIN: usize = 64;
+const RECENT_MAX: usize = 1 << 16;
+
+#[derive(Default)]
+struct Counts {
+    /// Byte-pair counts of recent pieces, one map per [`Encoding`].
+    pieces: [PieceMap; 2],
+    recent: std::collections::VecDeque<(Encoding, String, u64)>,
+}
+
+/// Pieces at most this long have their count remembered.
+const PIECE_MAX: usize = 32;
+/// Remembered pieces per encoding and thread, at most (then the cache starts over).
+const PIECES_MAX: usize = 1 << 16;
+
+type PieceMap = std::collections::HashMap<Box<[u8]>, u32>;
+
+thread_local! {
+    static COUNTS: std::cell::RefCell<Counts> = std::cell::RefCell::new(Counts::default());
+}
+
+fn piece_count(tok: &bpe_openai::Tokenizer, map: &mut PieceMap, piece: &[u8]) -> u64 {
+    if piece.len() > PIECE_MAX {
+        return tok.bpe.count(piece) as u64;
+    }
+    if let Some(&n) = map.get(piece) {
+        return n as u64;
+    }
+    let n = tok.bpe.count(piece);
+    if map.len() >= PIECES_MAX {
+        map.clear();
+    }
+    map.insert(piece.into(), n as u32);
+    n as u64
 }
 
 /// Prompt tokens of a request line parsed with `want_prompt`.
 pub fn prompt_tokens(req: &RequestLine) -> u64 {
-    let enc = Encoding::for_model(&req.model);
+    prompt_tokens_of_fields(req.endpoint, &req.model, &req.prompt)
+}
+
+/// [`prompt_tokens`] from the parts it reads: endpoint, model and prompt fields.
+fn prompt_tokens_of_fields(
+    endpoint: Endpoint,
+    model: &str,
+    fields: &super::request::PromptFields,
+) -> u64 {
+    let enc = Encoding::for_model(model);
     let parse = |raw: Option<&str>| raw.and_then(|r| serde_json::from_str::<Value>(r).ok());
-    match req.endpoint {
+    match endpoint {
         Endpoint::ChatCompletions => {
-            parse(req.prompt.messages).map_or(0, |m| messages_tokens(enc, &m) + 3)
+            parse(fields.messages).map_or(0, |m| messages_tokens(enc, &m) + 3)
         }
         Endpoint::Responses => {
-            let instructions = parse(req.prompt.instructions).map_or(0, |v| text_tokens(enc, &v));
-            let input = match parse(req.prompt.input) {
+            let instructions = parse(fields.instructions).map_or(0, |v| text_tokens(enc, &v));
+            let input = match parse(fields.input) {
                 Some(Value::Array(items)) => messages_tokens(enc, &Value::Array(items)) + 3,
                 Some(v) => text_tokens(enc, &v),
                 None => 0,
             };
             instructions + input
         }
-        Endpoint::Completions => parse(req.prompt.prompt).map_or(0, |v| text_tokens(enc, &v)),
-        _ => parse(req.prompt.input).map_or(0, |v| text_tokens(enc, &v)),
+        Endpoint::Completions => parse(fields.prompt).map_or(0, |v| text_tokens(enc, &v)),
+        _ => parse(fields.input).map_or(0, |v| text_tokens(enc, &v)),
     }
+}
+
+/// Prompt tokens of a request `body` (its JSON object text) sent to `endpoint`: the
+/// same figure as [`prompt_tokens`] of a request line holding this body, found by a
+/// scan of the body alone (no line to build, no tree of the rest). `None` when the
+/// body is not a JSON object with a string `model`, or repeats a key.
+pub fn body_prompt_tokens(endpoint: Endpoint, body: &str) -> Option<u64> {
+    let b = body.as_bytes();
+    let mut slots = [None, None, None, None, None];
+    crate::json::scan::members(
+        b,
+        0,
+        ["model", "input", "messages", "prompt", "instructions"],
+        [
+            "duplicate key `body.model`",
+            "duplicate key `body.input`",
+            "duplicate key `body.messages`",
+            "duplicate key `body.prompt`",
+            "duplicate key `body.instructions`",
+        ],
+        &mut slots,
+        |_, _| None,
+    )
+    .ok()?;
+    let [model, input, messages, prompt, instructions] =
+        slots.each_ref().map(|s| s.clone().map(|r| &body[r]));
+    let model = crate::json::text::decode_string(model?.trim())?;
+    Some(prompt_tokens_of_fields(
+        endpoint,
+        &model,
+        &super::request::PromptFields {
+            messages,
+            input,
+            prompt,
+            instructions,
+        },
+    ))
 }
 
 /// The most a request body may write: `max_completion_tokens`, `max_tokens` or
@@ -210,5 +328,83 @@ mod tests {
             7
         );
         assert_eq!(max_output_tokens(r#"{"model":"m"}"#), 0);
+    }
+
+    #[test]
+    fn remembered_piece_counts_equal_the_tokenizer() {
+        // Repeated words (cache hits), long pieces (not cached), whitespace runs,
+        // digits, scripts without spaces, emoji, contractions; twice, so the second
+        // pass is answered from the cache.
+        let texts = [
+            "hello world hello world, hello!",
+            "数据 be so мир for déjà they 提示 question 안녕하세요 — “quoted” 😀🚀 straße",
+            "Supercalifragilisticexpialidocious-antidisestablishmentarianism_and_more_words",
+            "  leading and   inner    spaces\n\n\ttabs\r\n and 1234567 digits 3.14159",
+            "I'm sure they'll say it's what we've done, isn't it? DON'T SHOUT",
+            "こんにちは世界こんにちは世界こんにちは世界こんにちは世界こんにちは世界",
+            &"word ".repeat(500),
+            "",
+            // Texts that differ only near the end, one after the other (the memo of
+            // whole texts must not confuse them).
+            &"a long shared prefix of the kind a system prompt has; ".repeat(3),
+            &("a long shared prefix of the kind a system prompt has; ".repeat(3) + "x"),
+        ];
+        for _ in 0..2 {
+            for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+                for t in texts {
+                    assert_eq!(
+                        enc.count(t),
+                        enc.tokenizer().count(t) as u64,
+                        "{} {t:?}",
+                        enc.name()
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn body_counts_equal_line_counts() {
+        let bodies = [
+            (
+                "/v1/chat/completions",
+                r#"{"model":"gpt-4o","messages":[{"role":"system","content":"be brief"},{"role":"user","content":[{"type":"text","text":"hello world"}],"name":"bob"}],"max_tokens":5}"#,
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"gpt-4.1","instructions":"be brief","input":[{"role":"user","content":"hi there"}]}"#,
+            ),
+            (
+                "/v1/responses",
+                r#"{"model":"gpt-4.1","input":"just a string"}"#,
+            ),
+            (
+                "/v1/embeddings",
+                r#"{"model":"text-embedding-3-small","input":["a b c","d"]}"#,
+            ),
+            (
+                "/v1/completions",
+                r#"{"model":"gpt-3.5-turbo-instruct","prompt":"Once upon"}"#,
+            ),
+            (
+                "/v1/chat/completions",
+                r#"{"model":"gpt-\u0034o","messages":[{"role":"user","content":"caf\u00e9"}]}"#,
+            ),
+        ];
+        for (url, body) in bodies {
+            let line =
+                format!(r#"{{"custom_id":"x","method":"POST","url":"{url}","body":{body}}}"#);
+            let req = parse_request(&line, true).unwrap();
+            let want = prompt_tokens(&req);
+            assert!(want > 0, "{body}");
+            assert_eq!(body_prompt_tokens(req.endpoint, body), Some(want), "{body}");
+        }
+        let chat = Endpoint::ChatCompletions;
+        assert_eq!(body_prompt_tokens(chat, r#"{"messages":[]}"#), None);
+        assert_eq!(
+            body_prompt_tokens(chat, r#"{"model":"m","model":"n"}"#),
+            None
+        );
+        assert_eq!(body_prompt_tokens(chat, "[1]"), None);
     }
 }

@@ -86,7 +86,19 @@ impl ProviderArgs {
                     "--header {name:?}: a header name is letters, digits, '-' and '_'"
                 )));
             }
-            headers.push((name.to_string(), value.trim().to_string()));
+            let value = value.trim();
+            // What HTTP allows in a value (no control characters but tab): refused
+            // here, or every request would fail to build and be retried as a
+            // connection failure.
+            if !value
+                .bytes()
+                .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                return Err(Error::Usage(format!(
+                    "--header {name:?}: the value has a control character"
+                )));
+            }
+            headers.push((name.to_string(), value.to_string()));
         }
         Ok(Provider {
             base_url: base.trim_end_matches('/').to_string(),

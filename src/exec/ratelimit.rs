@@ -268,6 +268,12 @@ impl Limiter {
         (s.rpm.map(|r| r * f), s.tpm.map(|t| t * f))
     }
 
+    /// Whether a tokens-per-minute limit is in force (given, or learnt from headers):
+    /// without one, a request's token cost is never read.
+    pub fn limits_tokens(&self) -> bool {
+        self.lock().tpm.is_some()
+    }
+
     /// Books the next free slot for a request of `cost` tokens.
     pub fn reserve(&self, cost: u64) -> Slot {
         self.reserve_at(cost, Instant::now())

@@ -25,6 +25,16 @@ pub const DEFAULT_DIMENSIONS: usize = 16;
 
 /// Answers one request body for `endpoint`, as the provider's JSON body (or its error).
 pub fn respond(endpoint: Endpoint, body: &Value) -> Result<Value, ApiError> {
+    respond_with(endpoint, body, None)
+}
+
+/// [`respond`], with the body's prompt tokens when the caller has counted them already
+/// (the same figure as [`prompt_tokens_of`]).
+pub fn respond_with(
+    endpoint: Endpoint,
+    body: &Value,
+    prompt: Option<u64>,
+) -> Result<Value, ApiError> {
     let Value::Object(b) = body else {
         return Err(ApiError::bad_request(
             "The request body must be a JSON object.",
@@ -48,7 +58,7 @@ pub fn respond(endpoint: Endpoint, body: &Value) -> Result<Value, ApiError> {
         .code("unsupported_value"));
     }
     let enc = Encoding::for_model(&model);
-    let prompt = prompt_tokens_of(endpoint, body);
+    let prompt = prompt.unwrap_or_else(|| prompt_tokens_of(endpoint, body));
     match endpoint {
         Endpoint::ChatCompletions => chat(b, &model, enc, prompt),
         Endpoint::Responses => responses(b, &model, enc, prompt),
@@ -107,30 +117,72 @@ fn last_user_text(v: Option<&Value>) -> String {
     }
 }
 
-/// `text` cut to at most `max` tokens, and whether it was cut.
-fn cut(enc: Encoding, text: &str, max: Option<u64>) -> (String, bool) {
-    let Some(max) = max else {
-        return (text.to_string(), false);
-    };
-    if enc.count(text) <= max {
-        return (text.to_string(), false);
+/// `text` cut to at most `max` tokens, whether it was cut, and its tokens (counted
+/// once here, not again by the caller).
+fn cut(enc: Encoding, text: &str, max: Option<u64>) -> (String, bool, u64) {
+    let all = enc.count(text);
+    if max.is_none_or(|max| all <= max) {
+        return (text.to_string(), false, all);
     }
+    let max = max.unwrap_or(u64::MAX);
     // The longest prefix (at a char boundary) within `max` tokens, by bisection.
     let bounds: Vec<usize> = text
         .char_indices()
         .map(|(i, _)| i)
         .chain([text.len()])
         .collect();
-    let (mut lo, mut hi) = (0usize, bounds.len() - 1);
+    let (mut lo, mut hi, mut lo_count) = (0usize, bounds.len() - 1, 0);
+    // The bisection starts from a bracket around the end of the last pre-tokenizer
+    // piece that fits (the running count of the pieces), once both ends are checked
+    // with real counts: a few counts of prefixes instead of log2(length) of them.
+    if let Some((a, b)) = piece_bracket(enc, text, max) {
+        let (a, b) = (
+            bounds.partition_point(|&x| x < a),
+            bounds.partition_point(|&x| x < b),
+        );
+        let n = enc.count(&text[..bounds[a]]);
+        if n <= max {
+            (lo, lo_count) = (a, n);
+        }
+        if b < hi && enc.count(&text[..bounds[b]]) > max {
+            hi = b - 1;
+        }
+    }
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
-        if enc.count(&text[..bounds[mid]]) <= max {
-            lo = mid;
+        let n = enc.count(&text[..bounds[mid]]);
+        if n <= max {
+            (lo, lo_count) = (mid, n);
         } else {
             hi = mid - 1;
         }
     }
-    (text[..bounds[lo]].to_string(), true)
+    (text[..bounds[lo]].to_string(), true, lo_count)
+}
+
+/// Byte offsets around where `text` passes `max` tokens, from the counts of its
+/// pre-tokenizer pieces: the end of the last piece that fits, less one character, and
+/// the end of the piece after it, plus one. `None` when the pieces say it all fits.
+fn piece_bracket(enc: Encoding, text: &str, max: u64) -> Option<(usize, usize)> {
+    let mut sum = 0;
+    let mut fits = 0;
+    for piece in enc.tokenizer().split(text) {
+        let end = piece.as_ptr() as usize - text.as_ptr() as usize + piece.len();
+        sum += enc.count(piece);
+        if sum > max {
+            let a = text[..fits]
+                .char_indices()
+                .next_back()
+                .map_or(0, |(i, _)| i);
+            let b = text[end..]
+                .chars()
+                .next()
+                .map_or(end, |c| end + c.len_utf8());
+            return Some((a, b));
+        }
+        fits = end;
+    }
+    None
 }
 
 fn max_of(b: &Map<String, Value>, keys: &[&str]) -> Option<u64> {
@@ -251,8 +303,9 @@ fn chat(
         shaped(b.get("response_format"), &["json_schema", "schema"], &last);
     // JSON is never cut: a truncated object would not parse, which is not what a
     // structured-output request gets back.
-    let (text, was_cut) = if is_json {
-        (shaped_text, false)
+    let (text, was_cut, tokens) = if is_json {
+        let n = enc.count(&shaped_text);
+        (shaped_text, false, n)
     } else {
         cut(
             enc,
@@ -265,7 +318,7 @@ fn chat(
         .and_then(Value::as_u64)
         .unwrap_or(1)
         .clamp(1, 128);
-    let completion = enc.count(&text) * n;
+    let completion = tokens * n;
     let choices: Vec<Value> = (0..n)
         .map(|i| {
             json!({
@@ -311,12 +364,12 @@ fn responses(
     let last = last_user_text(b.get("input"));
     let format = b.get("text").and_then(|t| t.get("format"));
     let (shaped_text, is_json) = shaped(format, &["schema"], &last);
-    let (text, was_cut) = if is_json {
-        (shaped_text, false)
+    let (text, was_cut, out) = if is_json {
+        let n = enc.count(&shaped_text);
+        (shaped_text, false, n)
     } else {
         cut(enc, &shaped_text, max_of(b, &["max_output_tokens"]))
     };
-    let out = enc.count(&text);
     Ok(json!({
         "id": new_id("resp_"),
         "object": "response",
@@ -364,8 +417,7 @@ fn completions(
             )
         }
     };
-    let (text, was_cut) = cut(enc, &text, max_of(b, &["max_tokens"]));
-    let out = enc.count(&text);
+    let (text, was_cut, out) = cut(enc, &text, max_of(b, &["max_tokens"]));
     Ok(json!({
         "id": new_id("cmpl-"),
         "object": "text_completion",
@@ -553,6 +605,59 @@ mod tests {
             DEFAULT_DIMENSIONS
         );
         assert_eq!(e["usage"]["prompt_tokens"], 3);
+    }
+
+    /// The bracketed bisection gives a prefix within `max` tokens that ends where a
+    /// bisection over the whole text ends, or a few characters from it: counts of
+    /// prefixes are not monotone at every character ("déj" can take more tokens than
+    /// "déjà"), so neither search is the longest prefix at every `max`.
+    #[test]
+    fn cuts_are_the_longest_prefix_within_max() {
+        fn plain(enc: Encoding, text: &str, max: u64) -> String {
+            let bounds: Vec<usize> = text
+                .char_indices()
+                .map(|(i, _)| i)
+                .chain([text.len()])
+                .collect();
+            let (mut lo, mut hi) = (0usize, bounds.len() - 1);
+            while lo < hi {
+                let mid = (lo + hi).div_ceil(2);
+                if enc.count(&text[..bounds[mid]]) <= max {
+                    lo = mid
+                } else {
+                    hi = mid - 1
+                }
+            }
+            text[..bounds[lo]].to_string()
+        }
+        let texts = [
+            "数据 be so мир for déjà they in with scenario answer it her with 提示 question for 안녕하세요 not you — — мир",
+            "hello world, this is   a test\n\nof  whitespace\t\tand 12345678 digits, I'm sure it's fine!!! ok",
+            "こんにちは世界こんにちは世界😀🚀😀🚀 straße Größe naïve façade",
+        ];
+        for enc in [Encoding::O200kBase, Encoding::Cl100kBase] {
+            for t in texts {
+                let all = enc.count(t);
+                for max in 0..=all + 1 {
+                    let (got, was_cut, n) = cut(enc, t, Some(max));
+                    let p = plain(enc, t, max);
+                    let (short, long) = if got.len() <= p.len() {
+                        (&got, &p)
+                    } else {
+                        (&p, &got)
+                    };
+                    assert!(long.starts_with(short.as_str()), "{got:?} {p:?}");
+                    assert!(
+                        long[short.len()..].chars().count() <= 4,
+                        "{} max {max}: {got:?} vs {p:?}",
+                        enc.name()
+                    );
+                    assert_eq!(was_cut, max < all);
+                    assert_eq!(n, enc.count(&got));
+                    assert!(n <= max || !was_cut);
+                }
+            }
+        }
     }
 
     #[test]

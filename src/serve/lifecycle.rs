@@ -459,7 +459,7 @@ async fn dispatch(
                     status: e.status.as_u16(),
                     body: e.body(),
                 },
-                None => app.backend.call(endpoint, &v["body"]).await,
+                None => app.backend.call(endpoint, &v["body"], None).await,
             };
             let (ok, line, usage) = result_line(&cid, answer);
             let _ = tx.send(Done { ok, line, usage }).await;

@@ -99,14 +99,15 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// Answers one request body for `endpoint`.
-    pub async fn call(&self, endpoint: Endpoint, body: &Value) -> Answer {
+    /// Answers one request body for `endpoint`; `prompt` is its prompt tokens when
+    /// the caller counted them already (the echo model needs them for its `usage`).
+    pub async fn call(&self, endpoint: Endpoint, body: &Value, prompt: Option<u64>) -> Answer {
         match self {
             Backend::Echo { latency } => {
                 if !latency.is_zero() {
                     tokio::time::sleep(*latency).await;
                 }
-                match echo::respond(endpoint, body) {
+                match echo::respond_with(endpoint, body, prompt) {
                     Ok(v) => Answer::Http {
                         status: 200,
                         body: v,

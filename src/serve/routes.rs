@@ -776,13 +776,22 @@ async fn moderations(State(app): Shared, body: Bytes) -> Response {
 }
 
 /// The provider's token estimate for a request: prompt plus the most it may write.
-fn token_estimate(endpoint: Endpoint, body: &Value) -> u64 {
+fn token_estimate(body: &Value, prompt: u64) -> u64 {
     let max = ["max_completion_tokens", "max_tokens", "max_output_tokens"]
         .iter()
         .find_map(|k| body.get(*k).and_then(Value::as_u64))
         .unwrap_or(0);
     let n = body.get("n").and_then(Value::as_u64).unwrap_or(1).max(1);
-    echo::prompt_tokens_of(endpoint, body) + max * n
+    prompt + max * n
+}
+
+/// Prompt tokens of a direct call's body, counted once: from its raw text (a scan, no
+/// second serialisation), else from the parsed value (the figure is the same).
+fn prompt_of(endpoint: Endpoint, raw: &[u8], body: &Value) -> u64 {
+    std::str::from_utf8(raw)
+        .ok()
+        .and_then(|t| crate::batch::tokens::body_prompt_tokens(endpoint, t.trim()))
+        .unwrap_or_else(|| echo::prompt_tokens_of(endpoint, body))
 }
 
 /// Takes from the `--rpm` / `--tpm` buckets, or answers 429; returns the headers to add.
@@ -844,11 +853,18 @@ async fn direct(app: Arc<App>, endpoint: Endpoint, route: &'static str, body: By
             Ok(v) => v,
             Err(e) => return e.into_response(),
         };
-        let headers = match take_limits(&a, token_estimate(endpoint, &v)) {
+        // Counted only when something reads it: the `--tpm` bucket or the echo's usage.
+        let prompt = (a.tpm.is_some() || matches!(a.backend, super::Backend::Echo { .. }))
+            .then(|| prompt_of(endpoint, &body, &v));
+        let tokens = a
+            .tpm
+            .as_ref()
+            .map_or(0, |_| token_estimate(&v, prompt.unwrap_or(0)));
+        let headers = match take_limits(&a, tokens) {
             Ok(h) => h,
             Err(e) => return e.into_response(),
         };
-        let mut r = match a.backend.call(endpoint, &v).await {
+        let mut r = match a.backend.call(endpoint, &v, prompt).await {
             Answer::Http { status, body } => {
                 let mut r = Json(body).into_response();
                 *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);

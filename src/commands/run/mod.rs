@@ -42,11 +42,10 @@ use std::time::{Duration, Instant};
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use tokio::sync::Semaphore;
 
-use crate::batch::parse_request;
-use crate::batch::tokens::{max_output_tokens, request_cost};
+use crate::batch::tokens::{body_prompt_tokens, max_output_tokens};
+use crate::batch::{parse_request, Endpoint};
 use crate::commands::{Outcome, RejectEcho, Summary};
 use crate::engine::Cancel;
 use crate::error::{Error, Result};
@@ -226,9 +225,10 @@ enum Job {
         seq: u64,
         custom_id: String,
         url: String,
-        body: Vec<u8>,
-        cost: u64,
-        max_out: u64,
+        endpoint: Endpoint,
+        /// The body's JSON object text; its token cost is counted when it is sent, and
+        /// only when a tokens-per-minute limit is in force (nothing else reads it).
+        body: String,
         model: String,
     },
     Bad {
@@ -331,6 +331,40 @@ struct BodyInfo {
     model: Option<String>,
 }
 
+/// The members of an answer body that `run` reads, from one pass: a SIMD UTF-8 check
+/// and the validating JSON scan (no tree, no second pass), then serde on the small
+/// `usage` object only. `None` when the body is not a JSON object (or repeats one of
+/// these keys): the caller then asks serde, as before.
+fn scan_answer(body: &[u8]) -> Option<BodyInfo> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let b = text.as_bytes();
+    let mut slots = [None, None, None];
+    crate::json::scan::members(
+        b,
+        0,
+        ["error", "usage", "model"],
+        [
+            "duplicate key `error`",
+            "duplicate key `usage`",
+            "duplicate key `model`",
+        ],
+        &mut slots,
+        |_, _| None,
+    )
+    .and_then(|span| crate::json::scan::only_whitespace_after(b, span.end))
+    .ok()?;
+    let [error, usage, model] = slots
+        .each_ref()
+        .map(|s| crate::json::scan::non_null(text, s));
+    Some(BodyInfo {
+        error: error.map(|_| IgnoredAny),
+        usage: usage.and_then(|u| serde_json::from_str::<Usage>(u).ok()),
+        model: model
+            .and_then(crate::json::text::decode_string)
+            .map(|m| m.into_owned()),
+    })
+}
+
 /// The result line of an HTTP answer, whether it counts as a success, and its usage
 /// and model.
 fn answer_line(
@@ -341,8 +375,14 @@ fn answer_line(
     attempts: u32,
 ) -> (Kind, Vec<u8>, Option<(u64, u64)>, Option<String>) {
     let trimmed = body.trim_ascii();
-    let info = serde_json::from_slice::<BodyInfo>(trimmed);
-    let valid = info.is_ok() || serde_json::from_slice::<IgnoredAny>(trimmed).is_ok();
+    let (valid, info) = match scan_answer(trimmed) {
+        Some(fast) => (true, Ok(fast)),
+        None => {
+            let info = serde_json::from_slice::<BodyInfo>(trimmed);
+            let valid = info.is_ok() || serde_json::from_slice::<IgnoredAny>(trimmed).is_ok();
+            (valid, info)
+        }
+    };
     let body_text: std::borrow::Cow<'_, str> = if !valid {
         let shown = String::from_utf8_lossy(&trimmed[..trimmed.len().min(200)]).into_owned();
         std::borrow::Cow::Owned(
@@ -356,8 +396,13 @@ fn answer_line(
         let v: serde_json::Value = serde_json::from_slice(trimmed).unwrap_or_default();
         std::borrow::Cow::Owned(v.to_string())
     } else {
-        // Valid JSON checked above, so valid UTF-8.
-        String::from_utf8_lossy(trimmed)
+        // Valid JSON checked above, so valid UTF-8 (the fast path checked it with
+        // SIMD; serde_json's skipping does not check every string, hence the
+        // fallback).
+        match simdutf8::basic::from_utf8(trimmed) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(trimmed),
+        }
     };
     let (has_error, usage, model) = match info {
         Ok(i) => (i.error.is_some(), i.usage, i.model),
@@ -385,6 +430,22 @@ fn answer_line(
     )
 }
 
+/// The `body` member of a request line that `parse_request` accepted (a scan of the
+/// line, where a serde parse of the whole line was twice the work).
+fn body_of(line: &str) -> Option<&str> {
+    let mut slot = [None];
+    crate::json::scan::members(
+        line.as_bytes(),
+        0,
+        ["body"],
+        ["duplicate key `body`"],
+        &mut slot,
+        |_, _| None,
+    )
+    .ok()?;
+    slot[0].clone().map(|r| &line[r])
+}
+
 /// Reads, checks and numbers the request lines; sends them to the dispatcher.
 #[allow(clippy::too_many_arguments)]
 fn read_jobs(
@@ -396,11 +457,6 @@ fn read_jobs(
     stop: Arc<AtomicBool>,
     common: crate::commands::CommonOptions,
 ) -> Result<()> {
-    #[derive(Deserialize)]
-    struct BodyOnly<'a> {
-        #[serde(borrow)]
-        body: &'a RawValue,
-    }
     #[derive(Deserialize)]
     struct IdOnly {
         custom_id: Option<String>,
@@ -451,20 +507,16 @@ fn read_jobs(
                                 continue;
                             } else {
                                 seen.insert(cid.clone(), line.number);
-                                match serde_json::from_str::<BodyOnly>(text) {
-                                    Ok(b) => {
-                                        let body = b.body.get();
-                                        Ok(Job::Send {
-                                            seq,
-                                            url: target_url(&base, &req.url),
-                                            cost: request_cost(&req, body),
-                                            max_out: max_output_tokens(body),
-                                            model: req.model.to_string(),
-                                            body: body.as_bytes().to_vec(),
-                                            custom_id: cid,
-                                        })
-                                    }
-                                    Err(e) => Err((Some(cid), format!("body: {e}"))),
+                                match body_of(text) {
+                                    Some(body) => Ok(Job::Send {
+                                        seq,
+                                        url: target_url(&base, &req.url),
+                                        endpoint: req.endpoint,
+                                        model: req.model.to_string(),
+                                        body: body.to_string(),
+                                        custom_id: cid,
+                                    }),
+                                    None => Err((Some(cid), "body: not found".into())),
                                 }
                             }
                         }
@@ -917,9 +969,8 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                     seq,
                     custom_id,
                     url,
+                    endpoint,
                     body,
-                    cost,
-                    max_out,
                     model,
                 } => {
                     // The first attempt's room in the window is taken here, in input
@@ -939,7 +990,19 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                     let Some(permit) = permit else { break 'jobs };
                     let (exec, done_tx, stop) = (exec.clone(), done_tx.clone(), stop.clone());
                     tasks.spawn(async move {
-                        let o = exec.call_with(Some(permit), &url, &body, cost, &stop).await;
+                        // A request's cost (prompt tokens with the real encoding, plus
+                        // the most it may write) is counted only under a token limit:
+                        // without one, the schedule never reads it.
+                        let counted = exec.limiter().limits_tokens().then(|| {
+                            let max_out = max_output_tokens(&body);
+                            let prompt = body_prompt_tokens(endpoint, &body).unwrap_or(0);
+                            (prompt.saturating_add(max_out), max_out)
+                        });
+                        let cost = counted.map_or(0, |(c, _)| c);
+                        let request_body = &body;
+                        let o = exec
+                            .call_with(Some(permit), &url, body.as_bytes(), cost, &stop)
+                            .await;
                         let done = match o.reply {
                             None => Done::Unsent { seq },
                             Some(Reply::Failed { code, message }) => Done::Line {
@@ -964,7 +1027,13 @@ pub fn run(cfg: &RunConfig) -> Result<RunSummary> {
                                     o.attempts,
                                 );
                                 let (tin, tout) = tokens.unwrap_or((0, 0));
-                                if tokens.is_some() {
+                                if tokens.is_some() && exec.limiter().limits_tokens() {
+                                    // (A limit learnt from this very answer's headers:
+                                    // the request went uncounted, at cost 0.)
+                                    let max_out = counted.map_or_else(
+                                        || max_output_tokens(request_body),
+                                        |(_, m)| m,
+                                    );
                                     // The provider charged the prompt it counted plus
                                     // max_tokens (or what was written when unset).
                                     let actual = tin.saturating_add(if max_out > 0 {

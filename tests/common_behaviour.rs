@@ -643,7 +643,11 @@ fn command_args<'a>(command: &str, input: &'a str) -> Vec<&'a str> {
 fn issue10_rejects_have_one_shape_in_every_command() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
-    for command in ["shard", "build", "extract", "validate"] {
+    // join's results: one for the good request.
+    let result = serde_json::json!({"custom_id": "a", "response": {"status_code": 200,
+        "body": {"choices": [{"message": {"content": "hi"}}]}}});
+    std::fs::write(d.join("res.jsonl"), format!("{result}\n")).unwrap();
+    for command in ["shard", "build", "extract", "validate", "join"] {
         let data = bad_input_of(command);
         std::fs::write(d.join("in.jsonl"), &data).unwrap();
         let mut args = command_args(command, "in.jsonl");
@@ -704,7 +708,7 @@ fn issue10_rejects_have_one_shape_in_every_command() {
         // --on-error fail: the first bad line's message, exit 2, no output.
         let _ = std::fs::remove_dir_all(d.join("d"));
         let _ = std::fs::remove_file(d.join("o.jsonl"));
-        assert_eq!(files_in(d), ["in.jsonl"], "{command}");
+        assert_eq!(files_in(d), ["in.jsonl", "res.jsonl"], "{command}");
         let mut args = command_args(command, "in.jsonl");
         args.extend(["--on-error", "fail"]);
         let o = run_in(d, &args, None);
@@ -715,7 +719,7 @@ fn issue10_rejects_have_one_shape_in_every_command() {
             rejects[0]["message"].as_str().unwrap()
         );
         assert!(stderr(&o).contains(&want), "{command}: {want} not in {}", stderr(&o));
-        assert_eq!(files_in(d), ["in.jsonl"], "{command}");
+        assert_eq!(files_in(d), ["in.jsonl", "res.jsonl"], "{command}");
     }
 }
 
@@ -883,4 +887,79 @@ fn issue10_2_a_first_shard_run_killed_mid_commit_can_be_rerun_as_it_was() {
     let o = run_in(d, &args, None);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+}
+
+/// join with `--on-error skip`: unreadable request lines, duplicate request custom_ids
+/// and unusable result lines go to the rejects file (each naming its own file), the
+/// rest is joined; a request whose only result was set aside is `missing`.
+#[test]
+fn issue10_join_on_error_skip_sets_bad_lines_aside_and_accounts_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let reqs: String = ["a", "b", "c", "a"]
+        .iter()
+        .map(|id| chat_line(id, "m", "hi") + "\n")
+        .chain(["{nope\n".to_string()])
+        .collect();
+    std::fs::write(d.join("req.jsonl"), &reqs).unwrap();
+    let ok = serde_json::json!({"custom_id": "a", "response": {"status_code": 200,
+        "body": {"choices": [{"message": {"content": "hi"}}]}}});
+    std::fs::write(
+        d.join("res.jsonl"),
+        format!("{ok}\n{{\"custom_id\":\"b\",\"response\":7}}\n{{broken\n"),
+    )
+    .unwrap();
+    let args = ["join", "req.jsonl", "res.jsonl", "-o", "o.jsonl", "--json"];
+    let o = run_in(d, &args, None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("res.jsonl:2:"), "{}", stderr(&o));
+    let mut skip = args.to_vec();
+    skip.extend(["--on-error", "skip", "--rejects", "rej.jsonl"]);
+    let o = run_in(d, &skip, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (s["requests"].as_u64(), s["ok"].as_u64(), s["missing"].as_u64()),
+        (Some(3), Some(1), Some(2)),
+        "{s}"
+    );
+    assert_eq!(
+        (s["rejected_requests"].as_u64(), s["rejected_results"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+    let out: Vec<serde_json::Value> = read_lines(&d.join("o.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = out
+        .iter()
+        .map(|v| (v["custom_id"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("a", "ok"), ("b", "missing"), ("c", "missing")]);
+    let rej: Vec<serde_json::Value> = read_lines(&d.join("rej.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, u64, &str)> = rej
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap(),
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("res.jsonl", 2, "bad_line"),
+            ("res.jsonl", 3, "invalid_json"),
+            ("req.jsonl", 4, "duplicate_custom_id"),
+            ("req.jsonl", 5, "invalid_json"),
+        ]
+    );
+    assert_eq!(rej[2]["custom_id"], "a");
+    assert_eq!(rej[3]["text"], "{nope");
 }

@@ -181,14 +181,9 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
         };
         let verdict = match parse_request(text, cfg.max_tokens.is_some()) {
             Err(reason) => {
-                // The scanner's syntax errors say "invalid JSON"; a duplicate key makes
-                // the object ambiguous: both are JSON problems, as in every command.
-                let code = if reason.starts_with("invalid JSON") || reason.starts_with("duplicate key")
-                {
-                    rejects::reason::INVALID_JSON
-                } else {
-                    INVALID_REQUEST
-                };
+                // A syntax error or a duplicate key is `invalid_json`, as in every
+                // command.
+                let code = rejects::code_of(&reason, INVALID_REQUEST);
                 bad(code, reason, custom_id_of_line(text))
             }
             Ok(req) => {

@@ -37,6 +37,21 @@ pub mod reason {
     pub const DUPLICATE_CUSTOM_ID: &str = "duplicate_custom_id";
 }
 
+/// The shared code for a message of the shared kinds (the wordings of the JSON
+/// scanner, the UTF-8 check and the line limit), else `otherwise`.
+pub fn code_of(message: &str, otherwise: &'static str) -> &'static str {
+    let m = message.strip_prefix("request ").unwrap_or(message);
+    if m.starts_with("invalid JSON") || m.starts_with("duplicate key") {
+        reason::INVALID_JSON
+    } else if m.starts_with("invalid UTF-8") {
+        reason::INVALID_UTF8
+    } else if m.starts_with("line is ") || m.starts_with("result line is ") {
+        reason::LINE_TOO_LONG
+    } else {
+        otherwise
+    }
+}
+
 /// One rejected line, as written to the rejects file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {

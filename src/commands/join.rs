@@ -768,6 +768,33 @@ enum LineError {
     },
 }
 
+impl LineError {
+    /// What the chunk records of this error, for the request `line` at `span`.
+    fn into_bad(self, line: &crate::io::input::Line, span: std::ops::Range<usize>) -> Bad {
+        match self {
+            LineError::Request(reason) => Bad::Request {
+                line: line.number,
+                offset: line.offset,
+                reason,
+                span,
+                cut: line.is_cut(),
+            },
+            LineError::Result {
+                file,
+                offset,
+                len,
+                reason,
+            } => Bad::Result {
+                request_line: line.number,
+                file,
+                offset,
+                len,
+                reason,
+            },
+        }
+    }
+}
+
 impl From<String> for LineError {
     fn from(reason: String) -> LineError {
         LineError::Request(reason)
@@ -843,49 +870,19 @@ impl<'i> Ctx<'i> {
                         code,
                         out: out_start..out.out.len(),
                     });
-                    if let Some(LineError::Result {
-                        file,
-                        offset,
-                        len,
-                        reason,
-                    }) = bad_result
-                    {
-                        out.bad.push(Bad::Result {
-                            request_line: line.number,
-                            file,
-                            offset,
-                            len,
-                            reason,
-                        });
+                    if let Some(e) = bad_result {
+                        out.bad.push(e.into_bad(&line, start..end));
                     }
                 }
-                Err(LineError::Request(reason)) => {
+                Err(e) => {
+                    // A bad request line has no output line; with `skip` the run goes
+                    // on (a bad result line only stops it here under `fail`).
+                    let request = matches!(e, LineError::Request(_));
                     out.out.truncate(out_start);
-                    out.bad.push(Bad::Request {
-                        line: line.number,
-                        offset: line.offset,
-                        reason,
-                        span: start..end,
-                        cut: line.is_cut(),
-                    });
-                    if !self.skip {
+                    out.bad.push(e.into_bad(&line, start..end));
+                    if !(request && self.skip) {
                         break;
                     }
-                }
-                Err(LineError::Result {
-                    file,
-                    offset,
-                    len,
-                    reason,
-                }) => {
-                    out.bad.push(Bad::Result {
-                        request_line: line.number,
-                        file,
-                        offset,
-                        len,
-                        reason,
-                    });
-                    break;
                 }
             }
         }
@@ -911,18 +908,13 @@ impl<'i> Ctx<'i> {
         let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);
         let request_raw = req.shown.unwrap_or(req.text);
-        let rec = self.index.get(&key);
-        let Some(rec) = rec else {
-            self.render(
-                out,
-                req.custom_id_raw,
-                Status::Missing,
-                request_raw,
-                None,
-                None,
-                None,
-            );
-            return Ok((Status::Missing, true, None, key, None));
+        // No usable result: `missing` (retryable), with the result it had, if any.
+        let missing = |out: &mut Vec<u8>, rec: Option<&'i Rec>| {
+            self.render(out, req.custom_id_raw, Status::Missing, request_raw, None, None, None);
+            Ok((Status::Missing, true, rec, key, None))
+        };
+        let Some(rec) = self.index.get(&key) else {
+            return missing(out, None);
         };
         let source = &self.sources[rec.file()];
         source
@@ -944,16 +936,7 @@ impl<'i> Ctx<'i> {
                 }
                 // The result is set aside; the request has none it can use.
                 *bad_result = Some(e);
-                self.render(
-                    out,
-                    req.custom_id_raw,
-                    Status::Missing,
-                    request_raw,
-                    None,
-                    None,
-                    None,
-                );
-                return Ok((Status::Missing, true, Some(rec), key, None));
+                return missing(out, Some(rec));
             }
         };
         // The raw result line is only checked (and shown) when asked for.

@@ -20,15 +20,17 @@
 //! array carries it; earlier elements were complete before the cut).
 //!
 //! # Rejects
-//! `{"line", "offset", ["file"], "reason", "detail", "custom_id", ["choice", "tool_call",
-//! "tool", "part", "index"], ["error_code", "status_code"], "text", ["text_cut"],
-//! ["value"]}`: `text` is the model's text when the reject concerns a text or a value,
-//! else the result line; `value` is the value's JSON for value-level rejects.
+//! The shared shape ([`crate::io::rejects`]): `{"file", "line", "offset", "reason",
+//! "message", ["custom_id"], ["choice", "tool_call", "tool", "part", "index"],
+//! ["error_code", "status_code"], ["value"], "text", ["text_cut"]}`: `text` is the
+//! model's text when the reject concerns a text or a value, else the result line;
+//! `value` is the value's JSON for value-level rejects.
 //!
-//! Reasons: line level `bad_line`, `line_too_long`, `api_error`, `no_text`; text level
-//! `refusal`, `no_text`, and every refusal of the parser (`no_json`, `truncated`,
-//! `not_strict`...); value level `not_array`, `empty_array` (`--explode`), `schema`,
-//! `not_strict` (a double-encoded value under `--strict`).
+//! Reasons: line level `invalid_json`, `invalid_utf8`, `line_too_long`, `bad_line` (JSON,
+//! but not a result line), `api_error`, `no_text`; text level `refusal`, `no_text`, and
+//! every refusal of the parser (`no_json`, `truncated`, `not_strict`...); value level
+//! `not_array`, `empty_array` (`--explode`), `schema`, `not_strict` (a double-encoded
+//! value under `--strict`).
 //!
 //! # Accounting
 //! Every text ends as at least one record or one reject, so every line is blank, or

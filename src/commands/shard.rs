@@ -11,7 +11,11 @@
 //! directory with a `manifest.json` is complete. So an old manifest is removed before
 //! the first new shard is renamed over an old one, the shards are renamed, stale ones
 //! removed, and the new manifest is written last. If that last write fails, the shards
-//! just renamed are removed again (and the directory, when this run created it).
+//! just renamed are removed again (and the directory, when this run created it). A
+//! hidden journal ([`JOURNAL_NAME`]) written before the old manifest goes names every
+//! file the commit may leave, so that after a kill at any step rerunning the same
+//! command removes the old run's leftovers and completes (tested with SIGKILL at every
+//! step through a debug-build hook, see `Pause`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

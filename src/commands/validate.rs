@@ -17,12 +17,13 @@
 //! the line is kept byte for byte.
 //!
 //! # Rejects
-//! `{"line", "offset", "reason", ["custom_id"], "failed": [{"rule", "reason"}], "counts",
-//! "text", ["text_cut"]}`: the shared rejects shape plus the failed rules (in rule order)
-//! with why each failed, and the counts in the `_tokens` shape above. `reason` is
-//! `failed: NAME, NAME` for records that broke rules, `invalid JSON: ...` for lines that
-//! are not a JSON object (then `failed` and `counts` are empty), `invalid UTF-8 ...` or
-//! `line too long ...`.
+//! The shared shape ([`crate::io::rejects`]). A record that broke rules:
+//! `{"file", "line", "offset", "reason": "rules_failed", "message": "failed: NAME, NAME",
+//! ["custom_id"], "failed": [{"rule", "reason"}], "counts", "text"}`, the failed rules in
+//! rule order with why each failed, and the counts in the `_tokens` shape above. A line
+//! that is not a JSON object (`invalid_json`), not UTF-8 (`invalid_utf8`) or too long
+//! (`line_too_long`) has the shared members only; `--on-error` applies to those, never
+//! to records that break rules.
 //!
 //! # `--target N`
 //! The writer stops at the N-th valid record in input order; workers may have evaluated a

@@ -244,6 +244,18 @@ mod tests {
     }
 
     #[test]
+    fn shared_codes_come_from_the_shared_wordings() {
+        assert_eq!(code_of("invalid JSON: eof at byte 3", "x"), reason::INVALID_JSON);
+        assert_eq!(code_of("duplicate key `url`", "x"), reason::INVALID_JSON);
+        assert_eq!(code_of("invalid UTF-8 at byte 2 of the line", "x"), reason::INVALID_UTF8);
+        let long = crate::io::input::too_long(9, 4);
+        assert_eq!(code_of(&long, "x"), reason::LINE_TOO_LONG);
+        assert_eq!(code_of(&format!("request {long}"), "x"), reason::LINE_TOO_LONG);
+        assert_eq!(code_of(&format!("result {long}"), "x"), reason::LINE_TOO_LONG);
+        assert_eq!(code_of("custom_id is missing", "own"), "own");
+    }
+
+    #[test]
     fn long_text_is_cut_at_a_character_boundary() {
         let long = "é".repeat(MAX_REJECT_TEXT);
         let r = Reject::with_text(1, 0, "x", "m", &long, false);

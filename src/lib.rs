@@ -5,12 +5,14 @@
 //! ordered, parallel line pipeline in [`engine`], read inputs through [`io::input`]
 //! and write outputs atomically through [`io::output`].
 
+pub mod api;
 pub mod batch;
 pub mod commands;
 pub mod engine;
 pub mod error;
 pub mod exec;
 pub mod io;
+pub mod job;
 pub mod json;
 pub mod loose;
 pub mod report;

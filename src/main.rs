@@ -59,7 +59,7 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Shard(args) => report(mode, &commands::shard::run(&args.into_config(&g))?),
         Command::Build(args) => report(mode, &commands::build::run(&args.into_config(&g)?)?),
         Command::Extract(args) => report(mode, &commands::extract::run(&args.into_config(&g))?),
-        Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g))?),
+        Command::Join(args) => report(mode, &commands::join::run(&args.into_config(&g)?)?),
         Command::Validate(args) => report(mode, &commands::validate::run(&args.into_config(&g)?)?),
         Command::Run(args) => report(mode, &commands::run::run(&args.into_config(&g)?)?),
         Command::Serve(args) => {
@@ -69,8 +69,16 @@ fn run(cli: Cli) -> Result<Outcome, Error> {
             })?;
             Ok(Outcome::Clean)
         }
+        Command::Submit(args) => report(mode, &commands::submit::run(&args.into_config(&g)?)?),
+        Command::Status(args) => report(mode, &commands::status::run(&args.into_config(&g)?)?),
+        Command::Wait(args) => report(mode, &commands::wait::run(&args.into_config(&g)?)?),
+        Command::Cancel(args) => report(mode, &commands::cancel::run(&args.into_config(&g)?)?),
+        Command::List(args) => report(mode, &commands::list::run(&args.into_config(&g)?)?),
+        Command::Download(args) => report(mode, &commands::download::run(&args.into_config(&g)?)?),
         Command::Completions(args) => cli::shell::completions(&args),
         Command::Man(args) => cli::shell::man(&args),
+        Command::Estimate(args) => report(mode, &commands::estimate::run(&args.into_config(&g)?)?),
+        Command::Resubmit(args) => report(mode, &commands::resubmit::run(&args.into_config(&g)?)?),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod endpoint;
 pub mod ids;
 pub mod manifest;
 pub mod outcome;
+pub mod prices;
 pub mod request;
 pub mod result;
 pub mod tokens;

@@ -14,7 +14,9 @@ use super::GlobalArgs;
 Examples:
   batchline join requests.jsonl output.jsonl errors.jsonl -o joined.jsonl
   batchline join shards/ results/ -o joined.jsonl.zst --retry retry.jsonl --orphans orphans.jsonl
-  batchline join sidecar.jsonl results/ --fields custom_id,status,response | jq -c .
+  batchline join job/ -o joined.jsonl
+
+A job directory without RESULTS: its downloaded results of every round, the latest wins.
 
 Exit status: 0 the join completed, whatever the requests' statuses (ok, failed, missing);
 1 completed, but lines were set aside (--on-error skip); 2 usage or fatal error; 130
@@ -25,7 +27,9 @@ pub struct JoinArgs {
     pub requests: String,
     /// Result files (output and error files, `.zst`/`.gz` allowed), or directories
     /// searched recursively for `*.jsonl`, `*.jsonl.zst`, `*.jsonl.gz`; any order.
-    #[arg(required = true, num_args = 1..)]
+    /// Without RESULTS, REQUESTS must be a job directory: its downloaded results of
+    /// every round (JOB/results/round-N/, in round order: the latest round wins).
+    #[arg(num_args = 0..)]
     pub results: Vec<PathBuf>,
     /// Joined output, one line per request in request order (`-`: stdout).
     #[arg(long, short = 'o', default_value = "-", value_name = "OUT")]
@@ -73,8 +77,22 @@ fn parse_fields(s: &str) -> Result<FieldList, String> {
 }
 
 impl JoinArgs {
-    pub fn into_config(self, g: &GlobalArgs) -> commands::join::JoinConfig {
-        let mut c = commands::join::JoinConfig::new(InputSpec::parse(&self.requests), self.results);
+    pub fn into_config(
+        self,
+        g: &GlobalArgs,
+    ) -> Result<commands::join::JoinConfig, batchline::Error> {
+        let results = if self.results.is_empty() {
+            let job = std::path::Path::new(&self.requests);
+            if self.requests == "-" || !job.is_dir() {
+                return Err(batchline::Error::Usage(
+                    "RESULTS are needed unless REQUESTS is a job directory (its results/round-N/ are used)".into(),
+                ));
+            }
+            commands::join::job_results(job)?
+        } else {
+            self.results
+        };
+        let mut c = commands::join::JoinConfig::new(InputSpec::parse(&self.requests), results);
         c.output = batchline::io::output::OutputSpec::parse(&self.output);
         c.fields = self.fields.0;
         c.retry = self.retry;
@@ -84,6 +102,6 @@ impl JoinArgs {
         c.orphans = self.orphans;
         c.temp_dir = self.temp_dir;
         c.common = g.common(self.on_error, self.rejects.as_deref());
-        c
+        Ok(c)
     }
 }

@@ -9,21 +9,40 @@ use batchline::io::output::OutputSpec;
 use batchline::report::SummaryMode;
 
 mod build;
+mod download;
+mod estimate;
 mod extract;
 mod join;
+mod provider;
+mod resubmit;
 mod run;
 mod serve;
 mod shard;
 pub mod shell;
 mod validate;
+// The batch lifecycle.
+mod cancel;
+mod list;
+mod status;
+mod submit;
+mod wait;
 
 pub use build::BuildArgs;
+pub use download::DownloadArgs;
+pub use estimate::EstimateArgs;
 pub use extract::ExtractArgs;
 pub use join::JoinArgs;
+pub use resubmit::ResubmitArgs;
 pub use run::RunArgs;
 pub use serve::ServeArgs;
 pub use shard::ShardArgs;
 pub use validate::ValidateArgs;
+// The batch lifecycle.
+pub use cancel::CancelArgs;
+pub use list::ListArgs;
+pub use status::StatusArgs;
+pub use submit::SubmitArgs;
+pub use wait::WaitArgs;
 
 /// Fast, correct tools for the JSONL files of LLM Batch APIs.
 ///
@@ -136,10 +155,30 @@ pub enum Command {
     /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
     /// the echo model or an OpenAI-compatible upstream.
     Serve(ServeArgs),
+    /// Upload a job's shards and create their batches (never twice; the job's ledger
+    /// records every step), within an enqueued-token budget.
+    Submit(SubmitArgs),
+    /// One line per batch of a job: status, counts, age; the totals and the queue.
+    Status(StatusArgs),
+    /// Poll a job until every batch ended, submitting queued shards as room frees up.
+    Wait(WaitArgs),
+    /// Cancel a job's batches (or some shards'), keeping what they finished.
+    Cancel(CancelArgs),
+    /// The account's batches, newest first.
+    List(ListArgs),
+    /// Download the output and error files of a job's ended batches (streamed,
+    /// resumable, checked against request_counts).
+    Download(DownloadArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.
     Man(shell::ManArgs),
+    /// Estimate the tokens and cost of a request file or shard directory (batch and
+    /// direct price, lower and upper bound).
+    Estimate(EstimateArgs),
+    /// Send a job's retryable, expired and missing requests again as its next round
+    /// (final failures are not resent).
+    Resubmit(ResubmitArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

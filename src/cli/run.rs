@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use clap::Args;
 
-use batchline::commands::run::{OutputOrder, RunConfig, DEFAULT_BASE_URL};
+use batchline::commands::run::{OutputOrder, RunConfig};
 use batchline::exec::{AuthStyle, ExecConfig};
 use batchline::io::input::InputSpec;
 use batchline::serve::faults::parse_duration;
 use batchline::Error;
 
+use super::provider::ProviderArgs;
 use super::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -35,10 +36,8 @@ pub struct RunArgs {
     /// Failed requests and bad lines go here (default: OUT).
     #[arg(long, value_name = "ERRFILE")]
     pub errors: Option<PathBuf>,
-    /// The API base, as the SDKs take it (default: OPENAI_BASE_URL, else
-    /// https://api.openai.com/v1); `/v1/chat/completions` goes to BASE/chat/completions.
-    #[arg(long, value_name = "URL")]
-    pub base_url: Option<String>,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
     /// Requests in flight at most.
     #[arg(long, value_name = "N", default_value_t = 64)]
     pub concurrency: usize,
@@ -54,16 +53,6 @@ pub struct RunArgs {
     /// Write results as they arrive instead of in input order.
     #[arg(long)]
     pub unordered: bool,
-    /// An extra header for every request (repeatable), e.g. 'OpenAI-Organization:org-1'.
-    #[arg(long = "header", value_name = "NAME:VALUE")]
-    pub headers: Vec<String>,
-    /// Environment variable holding the key (default: OPENAI_API_KEY; with
-    /// --api-version, AZURE_OPENAI_API_KEY). No key is sent when it is unset.
-    #[arg(long, value_name = "NAME")]
-    pub api_key_env: Option<String>,
-    /// Azure OpenAI: the api-version query parameter; the key goes in `api-key`.
-    #[arg(long, value_name = "VERSION")]
-    pub api_version: Option<String>,
     /// Longest wait for one answer (then it is retried).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10m")]
     pub timeout: Duration,
@@ -76,74 +65,23 @@ pub struct RunArgs {
     pub window: Option<usize>,
 }
 
-fn env_key(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|k| k.trim().to_string())
-        .filter(|k| !k.is_empty())
-}
-
 impl RunArgs {
     pub fn into_config(self, g: &GlobalArgs) -> Result<RunConfig, Error> {
-        let base = self
-            .base_url
-            .clone()
-            .or_else(|| env_key("OPENAI_BASE_URL"))
-            .unwrap_or_else(|| DEFAULT_BASE_URL.to_string());
-        if !base.starts_with("http://") && !base.starts_with("https://") {
-            return Err(Error::Usage(format!(
-                "--base-url {base:?}: expected an http:// or https:// URL"
-            )));
-        }
-        let mut exec = ExecConfig::new(&base);
+        let provider = self.provider.resolve()?;
+        let mut exec = ExecConfig::new(&provider.base_url);
         exec.concurrency = self.concurrency.max(1);
         exec.max_attempts = self.max_attempts.max(1);
         exec.rpm = self.rpm;
         exec.tpm = self.tpm;
         exec.timeout = self.timeout;
-        exec.api_version = self.api_version.clone();
-        let azure = self.api_version.is_some();
-        let (key, auth) = match &self.api_key_env {
-            Some(name) => match env_key(name) {
-                Some(k) => (Some(k), azure),
-                None => {
-                    return Err(Error::Usage(format!(
-                        "--api-key-env {name}: the environment variable {name} is not set or empty"
-                    )))
-                }
-            },
-            None if azure => match env_key("AZURE_OPENAI_API_KEY") {
-                Some(k) => (Some(k), true),
-                None => (env_key("OPENAI_API_KEY"), true),
-            },
-            None => match env_key("OPENAI_API_KEY") {
-                Some(k) => (Some(k), false),
-                None => (env_key("AZURE_OPENAI_API_KEY"), true),
-            },
-        };
-        exec.api_key = key;
-        exec.auth = if auth {
+        exec.api_version = provider.api_version.clone();
+        exec.api_key = provider.key.clone();
+        exec.auth = if provider.azure {
             AuthStyle::ApiKey
         } else {
             AuthStyle::Bearer
         };
-        for h in &self.headers {
-            let (name, value) = h
-                .split_once(':')
-                .ok_or_else(|| Error::Usage(format!("--header {h:?}: expected NAME:VALUE")))?;
-            let name = name.trim();
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-            {
-                return Err(Error::Usage(format!(
-                    "--header {name:?}: a header name is letters, digits, '-' and '_'"
-                )));
-            }
-            exec.headers
-                .push((name.to_string(), value.trim().to_string()));
-        }
+        exec.headers = provider.headers.clone();
         let mut cfg = RunConfig::new(InputSpec::parse(&self.requests), self.output, exec);
         cfg.errors = self.errors;
         cfg.order = if self.unordered {

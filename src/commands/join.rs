@@ -1516,6 +1516,50 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     })
 }
 
+/// The result directories of a job directory (`batchline join JOB` without RESULTS):
+/// `JOB/results/round-N` for every round that has result files, in round order
+/// (numerically: round-10 after round-9), so that where one custom_id has results in
+/// several rounds the latest round's comes last and wins (a success still wins over a
+/// failure: `resubmit` only sends failed or missing requests again, so the two rules
+/// agree on a job). An error when the job has no result files at all.
+pub fn job_results(job: &Path) -> Result<Vec<PathBuf>> {
+    let base = job.join("results");
+    let mut rounds: Vec<(u32, PathBuf)> = match std::fs::read_dir(&base) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix("round-")?.parse::<u32>().ok()?;
+                e.path().is_dir().then(|| (n, e.path()))
+            })
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(&base, e)),
+    };
+    rounds.sort();
+    let has_results = |dir: &Path| {
+        std::fs::read_dir(dir).is_ok_and(|entries| {
+            entries.filter_map(|e| e.ok()).any(|e| {
+                let n = e.file_name().to_string_lossy().to_ascii_lowercase();
+                !n.starts_with('.') && n.ends_with(".jsonl")
+            })
+        })
+    };
+    let dirs: Vec<PathBuf> = rounds
+        .into_iter()
+        .map(|(_, p)| p)
+        .filter(|p| has_results(p))
+        .collect();
+    if dirs.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no downloaded results (JOB/results/round-N/*.jsonl); run `batchline download {}` first, or name RESULTS",
+            job.display(),
+            job.display()
+        )));
+    }
+    Ok(dirs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

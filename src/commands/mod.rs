@@ -1,12 +1,22 @@
 //! One module per command: each has a plain config struct, a summary, and a `run`.
 
 pub mod build;
+pub mod download;
+pub mod estimate;
 pub mod extract;
 pub mod join;
 pub mod run;
 pub mod serve;
 pub mod shard;
 pub mod validate;
+// The batch lifecycle (helper "lifecycle").
+pub mod cancel;
+pub mod lifecycle;
+pub mod list;
+pub mod resubmit;
+pub mod status;
+pub mod submit;
+pub mod wait;
 
 use std::sync::Arc;
 

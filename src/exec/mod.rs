@@ -232,19 +232,27 @@ fn jitter(max: Duration) -> Duration {
 /// The wait before retry `attempt` (0-based): full jitter over an exponential ceiling,
 /// but never less than the server's `Retry-After`.
 pub fn backoff(cfg: &ExecConfig, attempt: u32, retry_after: Option<Duration>) -> Duration {
-    let ceiling = cfg
-        .base_backoff
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(cfg.max_backoff);
+    backoff_between(cfg.base_backoff, cfg.max_backoff, attempt, retry_after)
+}
+
+/// [`backoff`] with its bounds given directly (also the policy of `api::Client`):
+/// full jitter over `base` doubled per attempt up to `max`, never under `Retry-After`.
+pub fn backoff_between(
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+    retry_after: Option<Duration>,
+) -> Duration {
+    let ceiling = base.saturating_mul(1u32 << attempt.min(20)).min(max);
     let j = jitter(ceiling);
     match retry_after {
-        Some(ra) => ra.max(j).min(cfg.max_backoff.max(ra)),
+        Some(ra) => ra.max(j).min(max.max(ra)),
         None => j,
     }
 }
 
 /// `Retry-After` (seconds, or Azure's `retry-after-ms`) of an answer.
-fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
+pub fn retry_after(h: &reqwest::header::HeaderMap) -> Option<Duration> {
     if let Some(ms) = h
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
@@ -518,12 +526,7 @@ impl Executor {
 
     /// The full URL for an API path such as `/v1/chat/completions`.
     pub fn url(&self, path: &str) -> String {
-        let base = &self.cfg.base_url;
-        match (base.ends_with("/v1"), path.strip_prefix("/v1")) {
-            (true, Some(rest)) => format!("{base}{rest}"),
-            (false, None) => format!("{base}/v1{path}"),
-            _ => format!("{base}{path}"),
-        }
+        join_url(&self.cfg.base_url, path)
     }
 
     async fn wait_rpm(&self) {
@@ -604,8 +607,19 @@ impl Executor {
     }
 }
 
+/// The full URL for an API path such as `/v1/chat/completions` under `base` (the server
+/// root or its `/v1`, as the SDKs take it; no trailing slash).
+pub fn join_url(base: &str, path: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match (base.ends_with("/v1"), path.strip_prefix("/v1")) {
+        (true, Some(rest)) => format!("{base}{rest}"),
+        (false, None) => format!("{base}/v1{path}"),
+        _ => format!("{base}{path}"),
+    }
+}
+
 /// A connection error in one line, without the request's headers (no key leaks).
-fn describe(e: &reqwest::Error) -> String {
+pub fn describe(e: &reqwest::Error) -> String {
     let what = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

@@ -29,7 +29,7 @@
 //!   `drain` to finish and are written; the run then ends with `interrupted` set
 //!   (exit 130). Requests without a result are sent by the next run.
 
-pub mod prices;
+pub use crate::batch::prices;
 pub mod resume;
 
 use std::collections::{BTreeMap, HashMap};
@@ -54,7 +54,7 @@ use crate::exec::{ExecConfig, Executor, Reply};
 use crate::io::input::{InputSpec, OpenInput};
 
 /// The base URL when neither `--base-url` nor `OPENAI_BASE_URL` says one.
-pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub use crate::api::DEFAULT_BASE_URL;
 
 /// The order of result lines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

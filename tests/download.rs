@@ -6,10 +6,12 @@
 
 mod common;
 
+use common::serve::Serve;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -33,67 +35,12 @@ fn one_shard_requests(dir: &Path) -> &'static str {
     "mini.jsonl"
 }
 
-struct Server {
-    child: Child,
-    url: String,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    fn echo(args: &[&str]) -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(common::bin())
-            .args(["serve", "--echo", "--port", "0", "--data-dir"])
-            .arg(data.path())
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn batchline serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("serve's first line: {first:?}"))
-            .to_string();
-        Server {
-            child,
-            url,
-            _data: data,
-        }
-    }
-
-    fn base(&self) -> String {
-        format!("{}/v1", self.url)
-    }
-
-    fn get(&self, path: &str) -> reqwest::blocking::Response {
-        reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap()
-            .get(format!("{}{path}", self.url))
-            .send()
-            .unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs batchline against `server` (its base URL in OPENAI_BASE_URL, no key).
-fn bl(dir: &Path, server: &Server, args: &[&str]) -> Output {
+fn bl(dir: &Path, server: &Serve, args: &[&str]) -> Output {
     cmd(dir, server, args).output().expect("run batchline")
 }
 
-fn cmd(dir: &Path, server: &Server, args: &[&str]) -> Command {
+fn cmd(dir: &Path, server: &Serve, args: &[&str]) -> Command {
     let mut c = Command::new(common::bin());
     c.current_dir(dir)
         .args(args)
@@ -131,7 +78,7 @@ fn json(out: &Output) -> Value {
 /// Shards `requests` into `dir/job` (extra shard flags), submits and waits.
 fn submitted_job(
     dir: &Path,
-    server: &Server,
+    server: &Serve,
     requests: &str,
     shard: &[&str],
     wait: &[&str],
@@ -246,11 +193,10 @@ fn first_output(job: &Path) -> (String, PathBuf) {
 
 /// The bytes of a file as the server stored them (read from its data directory, so
 /// that no content call is spent: `--faults` count them).
-fn content(server: &Server, file_id: &str) -> Vec<u8> {
+fn content(server: &Serve, file_id: &str) -> Vec<u8> {
     std::fs::read(
         server
-            ._data
-            .path()
+            .data_dir
             .join("files")
             .join(format!("{file_id}.data")),
     )
@@ -259,7 +205,7 @@ fn content(server: &Server, file_id: &str) -> Vec<u8> {
 
 #[test]
 fn a_whole_job_is_downloaded_and_its_line_counts_match() {
-    let server = Server::echo(&[]);
+    let server = Serve::echo(&[]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -300,7 +246,7 @@ fn a_whole_job_is_downloaded_and_its_line_counts_match() {
 
 #[test]
 fn a_rerun_skips_complete_files_and_fetches_only_a_missing_one() {
-    let server = Server::echo(&[]);
+    let server = Serve::echo(&[]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -330,7 +276,7 @@ fn a_rerun_skips_complete_files_and_fetches_only_a_missing_one() {
 #[test]
 fn a_download_dropped_mid_file_resumes_with_range_and_is_byte_identical() {
     // The first content call is cut after 20,000 bytes of its body.
-    let server = Server::echo(&["--faults", "content:drop=20000@1"]);
+    let server = Serve::echo(&["--faults", "content:drop=20000@1"]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -360,7 +306,7 @@ fn a_download_dropped_mid_file_resumes_with_range_and_is_byte_identical() {
 
 #[test]
 fn errors_500_and_429_on_content_are_retried() {
-    let server = Server::echo(&["--faults", "content:500@1,content:429/1@2,content:503/0@3"]);
+    let server = Serve::echo(&["--faults", "content:500@1,content:429/1@2,content:503/0@3"]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -379,7 +325,7 @@ fn errors_500_and_429_on_content_are_retried() {
 
 #[test]
 fn a_400_on_content_is_not_retried_and_says_what_happened() {
-    let server = Server::echo(&["--faults", "content:404@1-"]);
+    let server = Serve::echo(&["--faults", "content:404@1-"]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -445,7 +391,7 @@ fn a_download_killed_midway_resumes_from_its_partial_file_and_a_wrong_tail_start
     // never answers, so the partial file stays at 30,000 bytes until the kill. Run 2
     // (call 3) resumes. Run 3 is cut and killed the same way (calls 4 and 5); run 4
     // finds a partial file whose tail is not the server's.
-    let server = Server::echo(&[
+    let server = Serve::echo(&[
         "--faults",
         "content:drop=30000@1,content:hang@2,content:drop=30000@4,content:hang@5",
     ]);
@@ -510,7 +456,7 @@ fn a_download_killed_midway_resumes_from_its_partial_file_and_a_wrong_tail_start
 #[test]
 fn an_expired_batch_keeps_its_partial_results_and_the_counts_match() {
     // Each request takes 50 ms, one at a time: the 1 s window ends midway.
-    let server = Server::echo(&["--window", "1s", "--latency-ms", "50", "--concurrency", "1"]);
+    let server = Serve::echo(&["--window", "1s", "--latency-ms", "50", "--concurrency", "1"]);
     let dir = tempfile::tempdir().unwrap();
     let job = submitted_job(
         dir.path(),
@@ -538,7 +484,7 @@ fn an_expired_batch_keeps_its_partial_results_and_the_counts_match() {
 
 #[test]
 fn a_cancelled_batch_keeps_its_partial_results_and_wait_download_fetches_them() {
-    let server = Server::echo(&["--latency-ms", "30", "--concurrency", "1"]);
+    let server = Serve::echo(&["--latency-ms", "30", "--concurrency", "1"]);
     let dir = tempfile::tempdir().unwrap();
     let job = dir.path().join("job");
     ok(&bl(
@@ -556,18 +502,11 @@ fn a_cancelled_batch_keeps_its_partial_results_and_wait_download_fetches_them() 
     ));
     ok(&bl(dir.path(), &server, &["submit", "job", "-q"]));
     // Cancel once some requests were answered (the server's counts are the event).
-    wait_until(
-        Duration::from_secs(60),
-        "a batch answered 5 requests",
-        || {
-            let v: Value = server.get("/v1/batches?limit=100").json().unwrap();
-            v["data"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|b| b["request_counts"]["completed"].as_u64().unwrap_or(0) >= 5)
-        },
-    );
+    server.wait_for(None, Duration::from_secs(60), |batches| {
+        batches
+            .iter()
+            .any(|b| b["request_counts"]["completed"].as_u64().unwrap_or(0) >= 5)
+    });
     ok(&bl(dir.path(), &server, &["cancel", "job", "-q"]));
     let out = bl(
         dir.path(),
@@ -598,7 +537,7 @@ fn a_cancelled_batch_keeps_its_partial_results_and_wait_download_fetches_them() 
 
 #[test]
 fn wait_download_fetches_each_batch_as_it_ends() {
-    let server = Server::echo(&[]);
+    let server = Serve::echo(&[]);
     let dir = tempfile::tempdir().unwrap();
     ok(&bl(
         dir.path(),
@@ -628,8 +567,41 @@ fn wait_download_fetches_each_batch_as_it_ends() {
 }
 
 #[test]
+fn submit_wait_download_runs_the_whole_job_in_one_command() {
+    let server = Serve::echo(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    ok(&bl(
+        dir.path(),
+        &server,
+        &[
+            "shard",
+            REQUESTS,
+            "--out-dir",
+            "job",
+            "-q",
+            "--max-requests",
+            "50",
+        ],
+    ));
+    let out = ok(&bl(
+        dir.path(),
+        &server,
+        &["submit", "job", "--wait", "--poll", "0.05", "--download"],
+    ))
+    .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(".output.jsonl: fetched"), "{err}");
+    assert!(!err.contains("not ended"), "every batch ended: {err}");
+    let (ok_lines, err_lines) = check_results(&dir.path().join("job"));
+    assert_eq!(ok_lines + err_lines, 200);
+    // --download without --wait is a usage error (exit 2), nothing sent.
+    let out = bl(dir.path(), &server, &["submit", "job", "--download"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
 fn download_before_submit_is_a_usage_error() {
-    let server = Server::echo(&[]);
+    let server = Serve::echo(&[]);
     let dir = tempfile::tempdir().unwrap();
     ok(&bl(
         dir.path(),
@@ -730,4 +702,25 @@ fn a_server_that_ignores_range_is_read_from_the_start_and_its_first_bytes_skippe
     assert_eq!(f.bytes, body.len() as u64);
     assert_eq!(f.lines, 5000);
     assert_eq!(std::fs::read(&dest).unwrap(), body);
+}
+
+#[test]
+fn a_file_renamed_into_place_before_the_ledger_said_so_is_recorded_not_fetched() {
+    let server = Serve::echo(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let requests = one_shard_requests(dir.path());
+    let job = submitted_job(dir.path(), &server, requests, &[], &[]);
+    let first = json(ok(&bl(dir.path(), &server, &["download", "job", "--json"])));
+    assert_eq!(first["fetched"], 1);
+    // The state a crash between the rename and the ledger write leaves: the entry
+    // written before the download (file id, not complete), the file in place.
+    let mut l = ledger(&job);
+    let entry = &mut l["rounds"][0]["shards"][0]["downloads"]["output"];
+    entry["complete"] = Value::Bool(false);
+    entry["lines"] = Value::from(0);
+    std::fs::write(job.join("ledger.json"), serde_json::to_vec(&l).unwrap()).unwrap();
+    let again = json(ok(&bl(dir.path(), &server, &["download", "job", "--json"])));
+    assert_eq!(again["fetched"], 0, "{again}");
+    assert_eq!(again["files"][0]["action"], "recorded", "{again}");
+    check_results(&job);
 }

@@ -202,11 +202,21 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     let plan = stdout(&o);
     assert_eq!(plan.matches("\tsubmit\n").count(), 2, "{plan}");
     assert_eq!(plan.matches("\tqueued\n").count(), 1, "{plan}");
-    assert!(plan.contains("cost estimate at the batch price: $"), "{plan}");
+    assert!(
+        plan.contains("cost estimate at the batch price: $"),
+        "{plan}"
+    );
     assert!(stderr(&o).contains("nothing was sent"), "{}", stderr(&o));
     // The dry run's cost is `batchline estimate JOB`'s, figure for figure.
     let dry = bl(
-        &["submit", job.to_str().unwrap(), "--base-url", &s.base(), "--dry-run", "--json"],
+        &[
+            "submit",
+            job.to_str().unwrap(),
+            "--base-url",
+            &s.base(),
+            "--dry-run",
+            "--json",
+        ],
         &[],
     );
     assert_eq!(code(&dry), 0, "{}", stderr(&dry));
@@ -215,7 +225,10 @@ fn dry_run_prints_the_plan_and_sends_nothing() {
     assert_eq!(code(&est), 0, "{}", stderr(&est));
     let est: serde_json::Value = serde_json::from_str(&stdout(&est)).unwrap();
     assert_eq!(dry["cost_estimate"]["totals"], est["totals"], "{dry}");
-    assert!(est["totals"]["batch_cost_min"].as_f64().unwrap() > 0.0, "{est}");
+    assert!(
+        est["totals"]["batch_cost_min"].as_f64().unwrap() > 0.0,
+        "{est}"
+    );
     assert!(s.batches(None).is_empty());
     assert!(
         !job.join("ledger.json").exists(),
@@ -793,4 +806,62 @@ fn ctrl_c_during_submit_exits_130_and_the_rerun_goes_on() {
     for s0 in shards(&job) {
         assert_eq!(batches_of(&all, s0["name"].as_str().unwrap()).len(), 1);
     }
+}
+
+#[test]
+fn a_submitted_job_is_never_resharded_and_a_changed_manifest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 12, 5);
+    let s = Serve::echo(&[]);
+    let j = job.to_str().unwrap();
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let before = std::fs::read(job.join("manifest.json")).unwrap();
+
+    // shard --force over a submitted job: refused, nothing touched.
+    let req = tmp.path().join("requests.jsonl");
+    let o = bl(
+        &[
+            "shard",
+            req.to_str().unwrap(),
+            "--out-dir",
+            j,
+            "--force",
+            "--max-requests",
+            "4",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("submitted job"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(job.join("manifest.json")).unwrap(), before);
+
+    // A manifest changed behind the ledger's back (here: another shard run's, copied in):
+    // submit stops rather than reporting the old job as done and sending nothing.
+    let other = tmp.path().join("other");
+    let o = bl(
+        &[
+            "shard",
+            req.to_str().unwrap(),
+            "--out-dir",
+            other.to_str().unwrap(),
+            "--max-requests",
+            "4",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    std::fs::copy(other.join("manifest.json"), job.join("manifest.json")).unwrap();
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match the job's ledger.json"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        s.batches(None).len(),
+        3,
+        "no batch was created by the refused runs"
+    );
 }

@@ -84,6 +84,10 @@ pub struct SubmitArgs {
     /// With --wait: give up waiting after this long (exit 2; rerun `wait` to go on).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// With --wait: download each batch's output and error files as it ends (as
+    /// `wait --download` does), into JOB/results/.
+    #[arg(long, requires = "wait")]
+    pub download: bool,
     /// Metadata for every batch (repeatable; at most 12 pairs: batchline uses 4 of 16).
     #[arg(long = "metadata", value_name = "KEY=VALUE", value_parser = parse_pair)]
     pub metadata: Vec<(String, String)>,
@@ -107,6 +111,7 @@ impl SubmitArgs {
             job: self.job.options(g)?,
             dry_run: self.dry_run,
             wait: self.wait.then_some((self.poll, self.timeout)),
+            download: self.download,
             metadata: self.metadata,
             max_enqueued_tokens: self.max_enqueued_tokens,
             max_enqueued_requests: self.max_enqueued_requests,

@@ -198,6 +198,8 @@ impl Files<'_> {
         let stop = common.engine.cancel.as_atomic();
         // What to fetch, gathered first: the ledger is changed as files complete.
         let mut todo = Vec::new();
+        // A state, not a running count: `wait --download` calls this after every poll.
+        summary.not_ended = 0;
         for (round, s) in ledger.shards() {
             let Some(batch) = s.batch.as_ref().filter(|b| b.is_terminal()) else {
                 if s.batch_id.is_some() {

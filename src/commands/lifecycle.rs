@@ -146,6 +146,36 @@ pub fn count_prompt_tokens(path: &Path) -> Result<u64> {
     }
 }
 
+/// The ledger's round 0 must be the manifest's shards (names and sha256): a directory
+/// sharded again after its first submit would otherwise look complete and send nothing.
+fn check_round_zero(job: &Path, ledger: &Ledger, manifest: &Manifest) -> Result<()> {
+    let Some(round) = ledger.rounds.iter().find(|r| r.round == 0) else {
+        return Ok(());
+    };
+    let listed: Vec<(&str, Option<&str>)> = manifest
+        .files
+        .iter()
+        .map(|f| (f.name.as_str(), f.sha256.as_deref()))
+        .collect();
+    let recorded: Vec<(&str, Option<&str>)> = round
+        .shards
+        .iter()
+        .map(|s| (s.name.as_str(), Some(s.sha256.as_str())))
+        .collect();
+    if listed == recorded {
+        return Ok(());
+    }
+    let differ = listed.iter().filter(|f| !recorded.contains(f)).count()
+        + recorded.iter().filter(|r| !listed.contains(r)).count();
+    Err(Error::Usage(format!(
+        "{}: manifest.json does not match the job's ledger.json ({differ} shard files differ): \
+         the directory was sharded again after it was submitted. The submitted job's batches \
+         are recorded in ledger.json; shard new requests into a new directory (or move \
+         ledger.json and results/ away to start this directory as a new job)",
+        job.display()
+    )))
+}
+
 /// Round 0 of a new ledger: the manifest's shards, with their prompt tokens.
 pub fn round_zero(job: &Path, manifest: &Manifest) -> Result<Round> {
     let mut shards = Vec::new();
@@ -224,6 +254,7 @@ impl Session {
         };
         let ledger = match Ledger::load(&job)? {
             Some(mut l) => {
+                check_round_zero(&job, &l, &manifest)?;
                 if l.provider.base_url != provider_info.base_url {
                     let sent = l.shards().any(|(_, s)| {
                         s.file_id.is_some()

@@ -525,6 +525,15 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
     let journal = out_dir.map(read_journal).unwrap_or_default();
     let old_manifest = match out_dir {
         Some(dir) => {
+            // A submitted job (its ledger records batches that cost money and the
+            // results they map to): resharding it would orphan them.
+            if dir.join(crate::job::LEDGER_NAME).exists() {
+                return Err(Error::Usage(format!(
+                    "{}: this directory is a submitted job ({} is there); shard into a new directory (--force never replaces a job's shards)",
+                    dir.display(),
+                    crate::job::LEDGER_NAME
+                )));
+            }
             let force = cfg.force || (!journal.is_empty() && only_own_files(dir, &journal)?);
             *created = prepare_out_dir(dir, force)?;
             Manifest::read(dir).ok().flatten()

@@ -26,6 +26,8 @@ pub struct SubmitConfig {
     pub dry_run: bool,
     /// Go on as `wait` with this poll interval and timeout.
     pub wait: Option<(Duration, Option<Duration>)>,
+    /// With `wait`: download each batch's files as it ends (`wait --download`).
+    pub download: bool,
     /// `--metadata KEY=VALUE` pairs for every batch (checked here).
     pub metadata: Vec<(String, String)>,
     pub max_enqueued_tokens: Option<u64>,
@@ -158,15 +160,21 @@ fn cost_line(c: &Value) -> String {
         money(&t["batch_cost_min"]),
         money(&t["batch_cost_max"]),
         t["output_tokens_min"],
-        t["output_tokens_max"].as_u64().map_or("unknown".to_string(), |v| v.to_string()),
+        t["output_tokens_max"]
+            .as_u64()
+            .map_or("unknown".to_string(), |v| v.to_string()),
     );
     let unpriced = t["unpriced_requests"].as_u64().unwrap_or(0);
     if unpriced > 0 {
-        line.push_str(&format!("; {unpriced} requests of unpriced models not included"));
+        line.push_str(&format!(
+            "; {unpriced} requests of unpriced models not included"
+        ));
     }
     let unlimited = t["requests_without_limit"].as_u64().unwrap_or(0);
     if unlimited > 0 {
-        line.push_str(&format!("; {unlimited} requests without an output limit (upper bound unknown)"));
+        line.push_str(&format!(
+            "; {unlimited} requests without an output limit (upper bound unknown)"
+        ));
     }
     line
 }
@@ -370,7 +378,7 @@ pub fn run(cfg: &SubmitConfig) -> Result<SubmitSummary> {
             job: cfg.job.clone(),
             poll,
             timeout,
-            download: false,
+            download: cfg.download,
         };
         let w = wait::wait_session(&mut session, &wcfg, made.len() as u64)?;
         summary.wait = Some(wait::finish(w)?);

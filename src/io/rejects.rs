@@ -69,8 +69,8 @@ pub struct Reject {
     pub text_cut: bool,
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
+/// Cuts `s` to at most `max` bytes at a character boundary (`true`: it was cut).
+pub fn cap(s: &str, max: usize) -> (&str, bool) {
     if s.len() <= max {
         return (s, false);
     }

@@ -347,11 +347,12 @@ fn messages_field() {
     let rej = lines(&read(d.path().join("rej.jsonl")));
     let got: Vec<u64> = rej.iter().map(|r| r["line"].as_u64().unwrap()).collect();
     assert_eq!(got, [2, 3, 4, 5]);
-    assert!(rej[0]["reason"]
+    assert!(rej[0]["message"]
         .as_str()
         .unwrap()
         .contains("empty messages array"));
-    assert!(rej[3]["reason"]
+    assert_eq!(rej[0]["reason"], "bad_record");
+    assert!(rej[3]["message"]
         .as_str()
         .unwrap()
         .contains("record has no field \"msgs\""));
@@ -558,7 +559,9 @@ fn missing_field_is_rejected_with_line_and_field() {
     assert_eq!(rej.len(), 1);
     assert_eq!(rej[0]["line"], 2);
     assert_eq!(rej[0]["text"], "{\"text\":\"b\"}");
-    assert!(rej[0]["reason"].as_str().unwrap().contains("\"lang\""));
+    assert!(rej[0]["message"].as_str().unwrap().contains("\"lang\""));
+    assert_eq!(rej[0]["reason"], "bad_record");
+    assert_eq!(rej[0]["file"], "in.jsonl");
     let s = summary(&r.stdout);
     assert_eq!(
         (s["written"].as_u64(), s["rejected"].as_u64()),
@@ -606,11 +609,16 @@ fn bad_lines_are_rejected() {
         .map(|r| {
             (
                 r["line"].as_u64().unwrap(),
-                r["reason"].as_str().unwrap().to_string(),
+                r["message"].as_str().unwrap().to_string(),
             )
         })
         .collect();
     assert_eq!(reasons.len(), 5, "{reasons:?}");
+    let codes: Vec<&str> = rej.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        codes,
+        ["invalid_json", "invalid_json", "invalid_json", "bad_record", "invalid_utf8"]
+    );
     assert!(reasons[0].1.contains("invalid JSON") && reasons[0].0 == 2);
     assert!(reasons[1].1.contains("not a JSON object"));
     assert!(reasons[2].1.contains("duplicate key"));
@@ -649,11 +657,12 @@ fn id_field_and_duplicates() {
     let rej = lines(&read(d.path().join("rej.jsonl")));
     assert_eq!(rej[0]["line"], 3);
     assert_eq!(rej[0]["custom_id"], "a");
+    assert_eq!(rej[0]["reason"], "duplicate_custom_id");
     assert_eq!(
-        rej[0]["reason"],
+        rej[0]["message"],
         "duplicate custom_id \"a\" (first at line 1)"
     );
-    assert!(rej[1]["reason"].as_str().unwrap().contains("null"));
+    assert!(rej[1]["message"].as_str().unwrap().contains("null"));
     let s = summary(&r.stderr);
     assert_eq!(
         (s["duplicates"].as_u64(), s["rejected"].as_u64()),
@@ -775,7 +784,7 @@ fn id_hash_is_stable_and_finds_identical_requests() {
     assert_eq!(id, format!("{h:032x}"));
     let rej = lines(&read(d.path().join("rej.jsonl")));
     assert_eq!(rej[0]["line"], 3);
-    assert!(rej[0]["reason"]
+    assert!(rej[0]["message"]
         .as_str()
         .unwrap()
         .contains("(first at line 1)"));

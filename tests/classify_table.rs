@@ -62,7 +62,9 @@ fn extract(dir: &Path, input: &str) -> Extracted {
     let mut verdict = Verdict::Ok;
     for r in &rejects {
         match r["reason"].as_str().unwrap() {
-            "bad_line" => verdict = Verdict::Unusable,
+            "bad_line" | "invalid_json" | "invalid_utf8" | "line_too_long" => {
+                verdict = Verdict::Unusable
+            }
             "api_error" | "missing" => {
                 verdict = Verdict::Failed(r["error_code"].as_str().unwrap().to_string())
             }

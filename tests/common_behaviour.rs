@@ -606,3 +606,360 @@ fn issue10_15_the_reject_hint_points_to_a_rejects_file_only_when_one_was_asked_f
         stderr(&o)
     );
 }
+
+/// The bad input of each offline command: a good line, a line that is not JSON, a line
+/// that is not UTF-8, and (where the command reads requests) a duplicate custom_id.
+fn bad_input_of(command: &str) -> Vec<u8> {
+    let good = match command {
+        "shard" | "join" => chat_line("a", "m", "hi"),
+        "build" => r#"{"text":"hi","id":"a"}"#.to_string(),
+        "extract" => serde_json::json!({"custom_id": "a", "response": {"status_code": 200,
+            "body": {"choices": [{"message": {"content": "{\"x\": 1}"}}]}}})
+        .to_string(),
+        "validate" => r#"{"custom_id":"a","prompt":"hi"}"#.to_string(),
+        _ => unreachable!(),
+    };
+    let mut data = format!("{good}\n{{nope\n").into_bytes();
+    data.extend_from_slice(b"{\"text\":\"\xff\"}\n");
+    data
+}
+
+fn command_args<'a>(command: &str, input: &'a str) -> Vec<&'a str> {
+    match command {
+        "shard" => vec!["shard", input, "--out-dir", "d"],
+        "build" => vec!["build", input, "-m", "m", "-t", "{text}", "-o", "o.jsonl"],
+        "extract" => vec!["extract", input, "-o", "o.jsonl"],
+        "validate" => vec!["validate", input, "--rule", "true", "-o", "o.jsonl"],
+        "join" => vec!["join", input, "res.jsonl", "-o", "o.jsonl"],
+        _ => unreachable!(),
+    }
+}
+
+/// Issue 10, one piece each: every offline command's rejects come from one writer, in
+/// one shape (`file, line, offset, reason, message, [custom_id], ..., text, [text_cut]`),
+/// with the same reason codes for the same fault, and `--on-error fail` stops at the
+/// first bad line with exactly the message the rejects file would hold.
+#[test]
+fn issue10_rejects_have_one_shape_in_every_command() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // join's results: one for the good request.
+    let result = serde_json::json!({"custom_id": "a", "response": {"status_code": 200,
+        "body": {"choices": [{"message": {"content": "hi"}}]}}});
+    std::fs::write(d.join("res.jsonl"), format!("{result}\n")).unwrap();
+    for command in ["shard", "build", "extract", "validate", "join"] {
+        let data = bad_input_of(command);
+        std::fs::write(d.join("in.jsonl"), &data).unwrap();
+        let mut args = command_args(command, "in.jsonl");
+        args.extend(["--on-error", "skip", "--rejects", "r.jsonl"]);
+        let o = run_in(d, &args, None);
+        assert_eq!(o.status.code(), Some(1), "{command}: {}", stderr(&o));
+        let raw = std::fs::read_to_string(d.join("r.jsonl")).unwrap();
+        let rejects: Vec<serde_json::Value> =
+            raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(rejects.len(), 2, "{command}: {raw}");
+        let text = String::from_utf8_lossy(&data).into_owned();
+        for (r, line) in raw.lines().zip(&rejects) {
+            // The keys, in order: the shared head, then the text.
+            let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(r)
+                .map(|m| m.keys().cloned().collect())
+                .unwrap();
+            assert_eq!(
+                keys[..5],
+                ["file", "line", "offset", "reason", "message"],
+                "{command}: {r}"
+            );
+            assert_eq!(keys.last().unwrap(), "text", "{command}: {r}");
+            assert_eq!(line["file"], "in.jsonl", "{command}");
+            // line and offset point at the line, and text is the line.
+            let n = line["line"].as_u64().unwrap() as usize;
+            let off = line["offset"].as_u64().unwrap() as usize;
+            let src = text.lines().nth(n - 1).unwrap();
+            assert!(text[off..].starts_with(src), "{command}: {r}");
+            assert_eq!(line["text"], src, "{command}");
+        }
+        let codes: Vec<(u64, &str)> = rejects
+            .iter()
+            .map(|r| (r["line"].as_u64().unwrap(), r["reason"].as_str().unwrap()))
+            .collect();
+        assert_eq!(
+            codes,
+            [(2, "invalid_json"), (3, "invalid_utf8")],
+            "{command}"
+        );
+        // Without --rejects: counted and echoed (file:line:offset: message), not written.
+        std::fs::remove_file(d.join("r.jsonl")).unwrap();
+        let _ = std::fs::remove_dir_all(d.join("d"));
+        let mut args = command_args(command, "in.jsonl");
+        args.extend(["--on-error", "skip"]);
+        let o = run_in(d, &args, None);
+        assert_eq!(o.status.code(), Some(1), "{command}: {}", stderr(&o));
+        let err = stderr(&o);
+        for r in &rejects {
+            let want = format!(
+                "in.jsonl:{}:{}: {}",
+                r["line"],
+                r["offset"],
+                r["message"].as_str().unwrap()
+            );
+            assert!(err.contains(&want), "{command}: {want} not in {err}");
+        }
+        assert!(!d.join("r.jsonl").exists());
+        // --on-error fail: the first bad line's message, exit 2, no output.
+        let _ = std::fs::remove_dir_all(d.join("d"));
+        let _ = std::fs::remove_file(d.join("o.jsonl"));
+        assert_eq!(files_in(d), ["in.jsonl", "res.jsonl"], "{command}");
+        let mut args = command_args(command, "in.jsonl");
+        args.extend(["--on-error", "fail"]);
+        let o = run_in(d, &args, None);
+        assert_eq!(o.status.code(), Some(2), "{command}: {}", stderr(&o));
+        let want = format!(
+            "in.jsonl:2:{}: {}",
+            rejects[0]["offset"],
+            rejects[0]["message"].as_str().unwrap()
+        );
+        assert!(stderr(&o).contains(&want), "{command}: {want} not in {}", stderr(&o));
+        assert_eq!(files_in(d), ["in.jsonl", "res.jsonl"], "{command}");
+    }
+}
+
+/// What a shard directory says about itself: `None` without a manifest, else the
+/// manifest's input, after checking that every file it lists is there with its size
+/// and sha256, and that no other shard lies beside them.
+fn check_shard_dir(dir: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let text = match std::fs::read_to_string(dir.join("manifest.json")) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("{e}"),
+    };
+    let m: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let mut listed = Vec::new();
+    for f in m["files"].as_array().unwrap() {
+        let name = f["name"].as_str().unwrap();
+        let bytes = std::fs::read(dir.join(name))
+            .unwrap_or_else(|e| panic!("{name} is listed but {e}: {:?}", files_in(dir)));
+        assert_eq!(bytes.len() as u64, f["bytes"].as_u64().unwrap(), "{name}");
+        assert_eq!(
+            format!("{:x}", Sha256::digest(&bytes)),
+            f["sha256"].as_str().unwrap(),
+            "{name}: a shard that is not the manifest's"
+        );
+        listed.push(name.to_string());
+    }
+    let mut shards: Vec<String> = files_in(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".jsonl"))
+        .collect();
+    shards.sort();
+    listed.sort();
+    assert_eq!(shards, listed, "a shard beside the manifest that it does not list");
+    Some(m["input"].as_str().unwrap().to_string())
+}
+
+/// Issue 10 item 2 under a real SIGKILL: `shard --force` over an older run is killed
+/// (kill -9) at every step of its commit in turn (the debug-build hook
+/// BATCHLINE_TEST_PAUSE_AT=commit:N announces the step on stderr and waits there). After
+/// each kill a directory with a manifest is complete (every listed file with its size
+/// and sha256, no stale shard of the old run beside it), and rerunning the same command
+/// completes and leaves nothing of the killed run (no stale shard, rejects file, temp
+/// file or journal).
+#[test]
+fn issue10_2_shard_force_killed_at_every_commit_step_keeps_the_manifest_promise() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let old: String = (0..5)
+        .map(|i| chat_line(&format!("old{i}"), "m", &format!("old question {i}")) + "\n")
+        .chain(["{broken\n".to_string()])
+        .collect();
+    let new: String = (0..3)
+        .map(|i| chat_line(&format!("new{i}"), "m", &format!("new question {i}")) + "\n")
+        .collect();
+    let new_args = [
+        "shard",
+        "new.jsonl",
+        "--out-dir",
+        "out",
+        "--max-requests",
+        "1",
+        "--force",
+    ];
+    let out = d.join("out");
+    let mut killed = 0;
+    for n in 0.. {
+        assert!(n < 100, "the commit never ended");
+        let _ = std::fs::remove_dir_all(&out);
+        std::fs::write(d.join("old.jsonl"), &old).unwrap();
+        std::fs::write(d.join("new.jsonl"), &new).unwrap();
+        let o = run_in(
+            d,
+            &["shard", "old.jsonl", "--out-dir", "out", "--max-requests", "1", "--on-error", "skip"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert_eq!(check_shard_dir(&out).as_deref(), Some("old.jsonl"));
+        assert!(out.join("rejects.ndjson").exists());
+
+        let mut child = cmd(d, &new_args)
+            .env("BATCHLINE_TEST_PAUSE_AT", format!("commit:{n}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let want = format!("test pause at commit:{n}");
+        let mut paused = false;
+        for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+            if line.unwrap().contains(&want) {
+                paused = true;
+                break;
+            }
+        }
+        if !paused {
+            // Past the last step: the run completed.
+            assert!(child.wait().unwrap().success());
+            assert_eq!(check_shard_dir(&out).as_deref(), Some("new.jsonl"));
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        killed += 1;
+        // The promise at the instant of the kill.
+        match check_shard_dir(&out).as_deref() {
+            None => {}
+            Some("old.jsonl") => assert!(out.join("rejects.ndjson").exists(), "step {n}"),
+            Some("new.jsonl") => assert!(!out.join("rejects.ndjson").exists(), "step {n}"),
+            Some(other) => panic!("{other}"),
+        }
+        // Rerunning the same command completes, and nothing of either run is left over.
+        let o = run_in(d, &new_args, None);
+        assert_eq!(o.status.code(), Some(0), "step {n}: {}", stderr(&o));
+        assert_eq!(check_shard_dir(&out).as_deref(), Some("new.jsonl"), "step {n}");
+        let mut left = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect::<Vec<_>>();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "chat_completions.m.0000.jsonl",
+                "chat_completions.m.0001.jsonl",
+                "chat_completions.m.0002.jsonl",
+                "manifest.json"
+            ],
+            "step {n}"
+        );
+    }
+    // The manifest's temp file, the journal, the old manifest's removal, 3 renames, 2
+    // stale shards (0003, 0004) and the old rejects file removed, the new manifest, the
+    // journal's removal: a kill after each.
+    assert_eq!(killed, 11);
+}
+
+/// A commit killed in a directory that the run created: rerunning the same command
+/// (without --force) completes, since what it finds there is its own.
+#[test]
+fn issue10_2_a_first_shard_run_killed_mid_commit_can_be_rerun_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("s.jsonl"), requests(3)).unwrap();
+    let args = ["shard", "s.jsonl", "--out-dir", "out", "--max-requests", "1"];
+    // Step 4: the journal is written, and two shards are renamed into place.
+    let mut child = cmd(d, &args)
+        .env("BATCHLINE_TEST_PAUSE_AT", "commit:4")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().contains("test pause at commit:4")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(check_shard_dir(&d.join("out")), None);
+    assert!(files_in(&d.join("out")).len() >= 2, "{:?}", files_in(&d.join("out")));
+    let o = run_in(d, &args, None);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(check_shard_dir(&d.join("out")).as_deref(), Some("s.jsonl"));
+    assert!(temp_files(&d.join("out")).is_empty());
+    // Files that are not its own still need --force.
+    std::fs::write(d.join("out/mine.txt"), "x").unwrap();
+    std::fs::remove_file(d.join("out/manifest.json")).unwrap();
+    let o = run_in(d, &args, None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--force"), "{}", stderr(&o));
+}
+
+/// join with `--on-error skip`: unreadable request lines, duplicate request custom_ids
+/// and unusable result lines go to the rejects file (each naming its own file), the
+/// rest is joined; a request whose only result was set aside is `missing`.
+#[test]
+fn issue10_join_on_error_skip_sets_bad_lines_aside_and_accounts_for_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let reqs: String = ["a", "b", "c", "a"]
+        .iter()
+        .map(|id| chat_line(id, "m", "hi") + "\n")
+        .chain(["{nope\n".to_string()])
+        .collect();
+    std::fs::write(d.join("req.jsonl"), &reqs).unwrap();
+    let ok = serde_json::json!({"custom_id": "a", "response": {"status_code": 200,
+        "body": {"choices": [{"message": {"content": "hi"}}]}}});
+    std::fs::write(
+        d.join("res.jsonl"),
+        format!("{ok}\n{{\"custom_id\":\"b\",\"response\":7}}\n{{broken\n"),
+    )
+    .unwrap();
+    let args = ["join", "req.jsonl", "res.jsonl", "-o", "o.jsonl", "--json"];
+    let o = run_in(d, &args, None);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("res.jsonl:2:"), "{}", stderr(&o));
+    let mut skip = args.to_vec();
+    skip.extend(["--on-error", "skip", "--rejects", "rej.jsonl"]);
+    let o = run_in(d, &skip, None);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(
+        (s["requests"].as_u64(), s["ok"].as_u64(), s["missing"].as_u64()),
+        (Some(3), Some(1), Some(2)),
+        "{s}"
+    );
+    assert_eq!(
+        (s["rejected_requests"].as_u64(), s["rejected_results"].as_u64()),
+        (Some(2), Some(2)),
+        "{s}"
+    );
+    let out: Vec<serde_json::Value> = read_lines(&d.join("o.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, &str)> = out
+        .iter()
+        .map(|v| (v["custom_id"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [("a", "ok"), ("b", "missing"), ("c", "missing")]);
+    let rej: Vec<serde_json::Value> = read_lines(&d.join("rej.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(&str, u64, &str)> = rej
+        .iter()
+        .map(|r| {
+            (
+                r["file"].as_str().unwrap(),
+                r["line"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("res.jsonl", 2, "bad_line"),
+            ("res.jsonl", 3, "invalid_json"),
+            ("req.jsonl", 4, "duplicate_custom_id"),
+            ("req.jsonl", 5, "invalid_json"),
+        ]
+    );
+    assert_eq!(rej[2]["custom_id"], "a");
+    assert_eq!(rej[3]["text"], "{nope");
+}

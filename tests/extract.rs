@@ -188,7 +188,7 @@ fn responses_completions_anthropic_errors_embeddings() {
         let r = rej.iter().find(|r| r["custom_id"] == id).unwrap();
         assert_eq!(r["reason"], "api_error", "{id}");
         assert_eq!(r["error_code"], code, "{id}");
-        assert!(!r["detail"].as_str().unwrap().is_empty());
+        assert!(!r["message"].as_str().unwrap().is_empty());
         assert!(
             r["file"].is_string(),
             "several inputs: rejects name their file"
@@ -196,7 +196,7 @@ fn responses_completions_anthropic_errors_embeddings() {
     }
     let e400 = rej.iter().find(|r| r["custom_id"] == "err-400").unwrap();
     assert_eq!(e400["status_code"], 400);
-    assert!(e400["detail"]
+    assert!(e400["message"]
         .as_str()
         .unwrap()
         .contains("integer above maximum value"));
@@ -213,11 +213,13 @@ fn rejects_have_the_shared_shape() {
     let (_, rej, _) = extract(tmp.path(), &[&results("bad.jsonl")]);
     assert_eq!(rej.len(), 2, "{rej:?}");
     for r in &rej {
-        for k in ["line", "offset", "reason", "detail", "custom_id", "text"] {
+        for k in ["file", "line", "offset", "reason", "message", "text"] {
             assert!(r.get(k).is_some(), "{k} missing in {r}");
         }
-        assert_eq!(r["reason"], "bad_line");
     }
+    // Not JSON: the shared code; JSON but not a result line: extract's own.
+    assert_eq!(rej[0]["reason"], "invalid_json");
+    assert_eq!(rej[1]["reason"], "bad_line");
     let text = std::fs::read_to_string(fixture("results/bad.jsonl")).unwrap();
     for r in &rej {
         let off = r["offset"].as_u64().unwrap() as usize;
@@ -226,12 +228,18 @@ fn rejects_have_the_shared_shape() {
         assert!(text[off..].starts_with(src));
         assert_eq!(r["text"], src);
     }
-    assert_eq!(rej[0]["custom_id"], Value::Null);
+    // custom_id only where known (the shape of every command's rejects).
+    assert_eq!(rej[0].get("custom_id"), None);
     assert_eq!(rej[1]["custom_id"], "no-response");
-    let first = std::fs::read_to_string(tmp.path().join("rej.jsonl")).unwrap();
+    let all = std::fs::read_to_string(tmp.path().join("rej.jsonl")).unwrap();
+    let mut lines = all.lines();
     assert_eq!(
-        keys_of(first.lines().next().unwrap()),
-        ["line", "offset", "reason", "detail", "custom_id", "text"]
+        keys_of(lines.next().unwrap()),
+        ["file", "line", "offset", "reason", "message", "text"]
+    );
+    assert_eq!(
+        keys_of(lines.next().unwrap()),
+        ["file", "line", "offset", "reason", "message", "custom_id", "text"]
     );
 }
 
@@ -325,7 +333,7 @@ fn schema_validates_and_decodes_double_encoded() {
     assert_eq!(dbl[0]["repairs"], json!(["double_encoded"]));
     let bad = rej.iter().find(|r| r["custom_id"] == "sc-bad").unwrap();
     assert_eq!(bad["reason"], "schema");
-    let detail = bad["detail"].as_str().unwrap();
+    let detail = bad["message"].as_str().unwrap();
     assert!(
         detail.contains("/0/answer") && detail.contains("string"),
         "{detail}"

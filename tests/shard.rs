@@ -274,6 +274,7 @@ fn every_kind_of_bad_line_is_rejected_with_its_reason() {
         (b"{not json", "invalid JSON"),
         (b"[1,2,3]", "invalid JSON"),
         (b"{\"custom_id\":\"x\xff\",\"method\":\"POST\"}", "invalid UTF-8"),
+        (br#"{"custom_id":"d","custom_id":"e","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#, "duplicate key `custom_id`"),
         (br#"{"method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#, "custom_id must be a non-empty string, found missing"),
         (br#"{"custom_id":"","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#, "custom_id is empty"),
         (br#"{"custom_id":7,"method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}"#, "found a number"),
@@ -314,12 +315,19 @@ fn every_kind_of_bad_line_is_rejected_with_its_reason() {
     for (i, (r, (_, want))) in rej.iter().zip(&bad).enumerate() {
         let r: serde_json::Value = serde_json::from_str(r).unwrap();
         assert_eq!(r["line"], 4 + i as u64);
+        assert_eq!(r["file"], "in.jsonl");
         assert!(
-            r["reason"].as_str().unwrap().contains(want),
+            r["message"].as_str().unwrap().contains(want),
             "line {}: {} does not say {want}",
             i + 4,
-            r["reason"]
+            r["message"]
         );
+        let code = match i {
+            0 | 1 | 3 => "invalid_json",
+            2 => "invalid_utf8",
+            _ => "invalid_request",
+        };
+        assert_eq!(r["reason"], code, "line {}", i + 4);
     }
     // CRLF was stripped from the copied line.
     assert_eq!(
@@ -372,8 +380,9 @@ fn a_line_longer_than_max_bytes_is_rejected_from_a_file_and_from_stdin() {
         assert_eq!(rej.len(), 1);
         let r: serde_json::Value = serde_json::from_str(&rej[0]).unwrap();
         assert_eq!(r["line"], 2);
+        assert_eq!(r["reason"], "line_too_long");
         assert!(
-            r["reason"]
+            r["message"]
                 .as_str()
                 .unwrap()
                 .contains("over the limit of 2000 bytes (--max-bytes)"),

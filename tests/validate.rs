@@ -355,7 +355,8 @@ fn rules_file_with_names_and_comments() {
         })
         .collect();
     assert_eq!(rep["failures"]["one_more"], one_more.len());
-    assert!(one_more[0]["reason"].as_str().unwrap().contains("one_more"));
+    assert!(one_more[0]["message"].as_str().unwrap().contains("one_more"));
+    assert_eq!(one_more[0]["reason"], "rules_failed");
     // Rule order in the summary's failures object is the rule order (raw text).
     let raw = stdout(&o);
     let p = |k: &str| raw.find(&format!("\"{k}\":")).unwrap();
@@ -482,7 +483,9 @@ fn missing_fields_bad_lines_and_rejects_content() {
     let b = &rejects[0];
     assert_eq!(b["line"], 2);
     assert_eq!(b["custom_id"], "b");
-    assert_eq!(b["reason"], "failed: one");
+    assert_eq!(b["reason"], "rules_failed");
+    assert_eq!(b["message"], "failed: one");
+    assert_eq!(b["file"], "in.jsonl");
     assert_eq!(b["failed"][0]["rule"], "one");
     assert!(
         b["failed"][0]["reason"]
@@ -499,16 +502,18 @@ fn missing_fields_bad_lines_and_rejects_content() {
 
     let nj = &rejects[1];
     assert_eq!(nj["line"], 4);
+    assert_eq!(nj["reason"], "invalid_json");
     assert!(
-        nj["reason"].as_str().unwrap().starts_with("invalid JSON"),
+        nj["message"].as_str().unwrap().starts_with("invalid JSON"),
         "{nj}"
     );
-    assert_eq!(nj["failed"], json!([]));
+    // Unreadable lines have the shared shape only (no rules were evaluated).
+    assert_eq!(nj.get("failed"), None);
     assert_eq!(nj["text"], "not json");
     assert!(nj.get("custom_id").is_none());
     let arr = &rejects[2];
     assert_eq!(
-        arr["reason"],
+        arr["message"],
         "invalid JSON: the line is an array, not an object"
     );
 

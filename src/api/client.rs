@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::Provider;
 use crate::exec::{backoff_between, describe, join_url, retry_after};
+use crate::io::rejects::cap;
 
 /// How often and how long calls are retried.
 #[derive(Debug, Clone, Copy)]
@@ -402,17 +403,6 @@ impl Client {
     }
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary.
-fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
-}
 
 #[cfg(test)]
 mod tests {

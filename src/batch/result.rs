@@ -104,12 +104,13 @@ pub fn read_result(line: &str) -> (Option<Cow<'_, str>>, Result<Vec<TextItem<'_>
             let id = serde_json::from_str::<IdOnly>(line)
                 .ok()
                 .and_then(|i| i.custom_id.or(i.key));
-            let what = if serde_json::from_str::<IgnoredAny>(line).is_ok() {
-                format!("not a result line: {e}")
+            // Not JSON at all is `invalid_json`, as in every command's rejects.
+            let f = if serde_json::from_str::<IgnoredAny>(line).is_ok() {
+                Failure::new("bad_line", format!("not a result line: {e}"))
             } else {
-                format!("not JSON: {e}")
+                Failure::new("invalid_json", e)
             };
-            return (id, Err(Failure::new("bad_line", what)));
+            return (id, Err(f));
         }
     };
     let texts = match c.verdict {
@@ -163,7 +164,7 @@ pub fn read_field<'a>(
     if let Err(e) = serde_json::from_str::<IgnoredAny>(line) {
         return (
             None,
-            Err(Failure::new("bad_line", format!("not JSON: {e}"))),
+            Err(Failure::new("invalid_json", format!("invalid JSON: {e}"))),
         );
     }
     let id = crate::json::text::pointer(line, id_ptr).and_then(|r| {
@@ -686,7 +687,7 @@ mod tests {
         assert_eq!(f.error_code.as_deref(), Some("rate_limit_exceeded"));
         let emb = r#"{"custom_id":"c","response":{"status_code":200,"body":{"object":"list","data":[{"embedding":[0.1]}]}},"error":null}"#;
         assert_eq!(read_result(emb).1.unwrap_err().reason, "no_text");
-        assert_eq!(read_result("{nope").1.unwrap_err().reason, "bad_line");
+        assert_eq!(read_result("{nope").1.unwrap_err().reason, "invalid_json");
         let a = r#"{"custom_id":"d","result":{"type":"errored","error":{"type":"error","error":{"type":"invalid_request_error","message":"bad"}}}}"#;
         let f = read_result(a).1.unwrap_err();
         assert_eq!(f.error_code.as_deref(), Some("invalid_request_error"));

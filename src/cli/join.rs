@@ -19,7 +19,8 @@ Examples:
 A job directory without RESULTS: its downloaded results of every round, the latest wins.
 
 Exit status: 0 the join completed, whatever the requests' statuses (ok, failed, missing);
-2 usage or fatal error; 130 interrupted.")]
+1 completed, but lines were set aside (--on-error skip); 2 usage or fatal error; 130
+interrupted.")]
 pub struct JoinArgs {
     /// Requests: a request file, `-` for stdin, a shard directory (read through its
     /// manifest.json), or any JSONL with `custom_id` (such as a build sidecar).
@@ -58,6 +59,14 @@ pub struct JoinArgs {
     /// output's directory, or the system temporary directory for stdout).
     #[arg(long, value_name = "DIR")]
     pub temp_dir: Option<PathBuf>,
+    /// What to do with an unreadable request line, a duplicate request custom_id or an
+    /// unusable result line: `fail` (stop at the first, write nothing, exit 2) or `skip`
+    /// (set it aside, exit 1; a request whose result was set aside is `missing`).
+    #[arg(long, value_enum, default_value = "fail")]
+    pub on_error: super::OnError,
+    /// Rejects file for `--on-error skip` (the shape every command shares).
+    #[arg(long, value_name = "FILE")]
+    pub rejects: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -92,8 +101,7 @@ impl JoinArgs {
         c.missing = self.missing;
         c.orphans = self.orphans;
         c.temp_dir = self.temp_dir;
-        // A result line that cannot be read stops the run: join has no --on-error skip.
-        c.common = g.common(super::OnError::Fail, None);
+        c.common = g.common(self.on_error, self.rejects.as_deref());
         Ok(c)
     }
 }

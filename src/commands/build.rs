@@ -39,7 +39,7 @@ use crate::io::output::{
     finish_all, prepare_out_dir, safe_file_name, unique_name, AtomicFile, Output, OutputSpec,
 };
 use crate::io::paths::PathClaims;
-use crate::io::rejects::{Reject, RejectSink};
+use crate::io::rejects::{self, Reject, RejectSink};
 use crate::report::{human_bytes, Throughput};
 use crate::template::{escape_into, FieldPath, Record, Template, Val};
 
@@ -605,7 +605,9 @@ enum Verdict {
     Bad {
         span: Range<usize>,
         cut: bool,
-        reason: String,
+        /// The reason code and message.
+        reason: &'static str,
+        message: String,
         custom_id: Option<String>,
     },
 }
@@ -651,12 +653,13 @@ fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
         }
         let verdict = match render_line(&line, plan, &mut r, &mut body, &mut id, span.clone()) {
             Ok(g) => Verdict::Good(g),
-            Err((reason, custom_id)) => {
+            Err((reason, message, custom_id)) => {
                 r.any_bad = true;
                 Verdict::Bad {
                     span,
                     cut: line.is_cut(),
                     reason,
+                    message,
                     custom_id,
                 }
             }
@@ -666,7 +669,12 @@ fn render_chunk(chunk: &Chunk, plan: &Plan, pool: &BufferPool) -> Rendered {
     r
 }
 
-type LineError = (String, Option<String>);
+/// A bad record: reason code, message, custom_id.
+type LineError = (&'static str, String, Option<String>);
+
+/// Reason code of a record that could not be made into a request (a field, the
+/// template, the messages or the id).
+pub const BAD_RECORD: &str = "bad_record";
 
 fn render_line(
     line: &crate::io::input::Line,
@@ -677,17 +685,19 @@ fn render_line(
     span: Range<usize>,
 ) -> Result<Good, LineError> {
     if line.is_cut() {
-        return Err((line.too_long(), None));
+        return Err((rejects::reason::LINE_TOO_LONG, line.too_long(), None));
     }
-    let text = line.text().map_err(|reason| (reason, None))?;
+    let text = line
+        .text()
+        .map_err(|reason| (rejects::reason::INVALID_UTF8, reason, None))?;
     let rec = if plan.text {
         Record::text(text)
     } else {
-        Record::parse(text).map_err(|e| (e, None))?
+        Record::parse(text).map_err(|e| (rejects::reason::INVALID_JSON, e, None))?
     };
     let field = |path: &FieldPath, flag: &str| {
         rec.get(path)
-            .map_err(|e| (format!("{e} (used by {flag})"), None))
+            .map_err(|e| (BAD_RECORD, format!("{e} (used by {flag})"), None))
     };
 
     // Group.
@@ -697,6 +707,7 @@ fn render_line(
             let v = field(path, "--split-by")?;
             if !matches!(v.kind(), "string" | "number" | "boolean") {
                 return Err((
+                    BAD_RECORD,
                     format!(
                         "field \"{path}\" is {}, not a value to split by (--split-by)",
                         v.kind()
@@ -722,15 +733,15 @@ fn render_line(
         Prompt::Template(t) => {
             let before = body.len();
             t.render_escaped(&rec, body)
-                .map_err(|e| (format!("{e} (used by --template)"), None))?;
+                .map_err(|e| (BAD_RECORD, format!("{e} (used by --template)"), None))?;
             if body.len() == before {
-                return Err(("the template rendered an empty prompt".into(), None));
+                return Err((BAD_RECORD, "the template rendered an empty prompt".into(), None));
             }
         }
         Prompt::Messages(path) => {
             let v = field(path, "--messages-field")?;
             check_messages(&v)
-                .map_err(|e| (format!("field \"{path}\" {e} (--messages-field)"), None))?;
+                .map_err(|e| (BAD_RECORD, format!("field \"{path}\" {e} (--messages-field)"), None))?;
             let mut arr = Vec::new();
             v.write_json(&mut arr);
             if let Some(sys) = &plan.system_message {
@@ -758,6 +769,7 @@ fn render_line(
             let v = field(path, "--id-field")?;
             if !matches!(v.kind(), "string" | "number") {
                 return Err((
+                    BAD_RECORD,
                     format!(
                         "field \"{path}\" is {}, not a string or number (--id-field)",
                         v.kind()
@@ -767,16 +779,16 @@ fn render_line(
             }
             let t = v.to_text();
             if t.is_empty() {
-                return Err((format!("field \"{path}\" is empty (--id-field)"), None));
+                return Err((BAD_RECORD, format!("field \"{path}\" is empty (--id-field)"), None));
             }
             id.push_str(&t);
         }
         IdPlan::Template(t) => {
             let before = id.len();
             t.render(&rec, id)
-                .map_err(|e| (format!("{e} (used by --id-template)"), None))?;
+                .map_err(|e| (BAD_RECORD, format!("{e} (used by --id-template)"), None))?;
             if id.len() == before {
-                return Err(("--id-template rendered an empty id".into(), None));
+                return Err((BAD_RECORD, "--id-template rendered an empty id".into(), None));
             }
         }
     }
@@ -1055,11 +1067,12 @@ impl Writer<'_> {
                     span,
                     cut,
                     reason,
+                    message,
                     custom_id,
                 } => {
                     self.totals.records += 1;
                     self.reject(
-                        Reject::new(number, offset, reason, &chunk.bytes[span], cut)
+                        Reject::new(number, offset, reason, message, &chunk.bytes[span], cut)
                             .with_custom_id(custom_id),
                     )?;
                 }
@@ -1073,6 +1086,7 @@ impl Writer<'_> {
                             let rej = Reject::new(
                                 number,
                                 offset,
+                                rejects::reason::DUPLICATE_CUSTOM_ID,
                                 reason,
                                 &chunk.bytes[g.span.clone()],
                                 false,

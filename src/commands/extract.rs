@@ -20,15 +20,17 @@
 //! array carries it; earlier elements were complete before the cut).
 //!
 //! # Rejects
-//! `{"line", "offset", ["file"], "reason", "detail", "custom_id", ["choice", "tool_call",
-//! "tool", "part", "index"], ["error_code", "status_code"], "text", ["text_cut"],
-//! ["value"]}`: `text` is the model's text when the reject concerns a text or a value,
-//! else the result line; `value` is the value's JSON for value-level rejects.
+//! The shared shape ([`crate::io::rejects`]): `{"file", "line", "offset", "reason",
+//! "message", ["custom_id"], ["choice", "tool_call", "tool", "part", "index"],
+//! ["error_code", "status_code"], ["value"], "text", ["text_cut"]}`: `text` is the
+//! model's text when the reject concerns a text or a value, else the result line;
+//! `value` is the value's JSON for value-level rejects.
 //!
-//! Reasons: line level `bad_line`, `line_too_long`, `api_error`, `no_text`; text level
-//! `refusal`, `no_text`, and every refusal of the parser (`no_json`, `truncated`,
-//! `not_strict`...); value level `not_array`, `empty_array` (`--explode`), `schema`,
-//! `not_strict` (a double-encoded value under `--strict`).
+//! Reasons: line level `invalid_json`, `invalid_utf8`, `line_too_long`, `bad_line` (JSON,
+//! but not a result line), `api_error`, `no_text`; text level `refusal`, `no_text`, and
+//! every refusal of the parser (`no_json`, `truncated`, `not_strict`...); value level
+//! `not_array`, `empty_array` (`--explode`), `schema`, `not_strict` (a double-encoded
+//! value under `--strict`).
 //!
 //! # Accounting
 //! Every text ends as at least one record or one reject, so every line is blank, or
@@ -44,14 +46,14 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{cap, json_str, CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use super::{json_str, CommonOptions, Outcome, RejectRoute, Summary};
 use crate::batch::result::{read_field, read_result, Failure, TextItem, TextSource, ToolRef};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{commit_all, finish_all, Output, OutputSpec};
+use crate::io::output::{commit_all, Output, OutputSpec};
 use crate::io::paths::PathClaims;
-use crate::io::rejects::MAX_REJECT_TEXT;
+use crate::io::rejects::{self, Reject};
 use crate::json;
 use crate::loose::{self, LooseValue, ParseOptions, Repair};
 use crate::report::Throughput;
@@ -172,10 +174,9 @@ impl Counts {
 /// A worker's outcome for one chunk: finished output bytes and counts.
 struct ChunkOut {
     records: Vec<u8>,
-    rejects: Vec<u8>,
+    /// The chunk's rejects in line order (without a rejects file, only the first few).
+    rejects: Vec<Reject>,
     counts: Counts,
-    /// The first rejects (line, offset, reason), for the stderr echo.
-    echoes: Vec<(u64, u64, &'static str)>,
 }
 
 /// Shared, read-only state of the workers.
@@ -191,7 +192,6 @@ struct Ctx<'a> {
 struct Origin<'a> {
     line: u64,
     offset: u64,
-    file: Option<&'a str>,
     custom_id: Option<&'a str>,
     choice: Option<u64>,
     tool: Option<&'a ToolRef<'a>>,
@@ -260,50 +260,33 @@ impl ChunkState {
         let c = &mut self.out.counts;
         c.rejected += 1;
         *c.rejects.entry(r.reason).or_default() += 1;
-        if self.out.echoes.len() < 6 {
-            self.out.echoes.push((o.line, o.offset, r.reason));
-        }
-        if !ctx.write_rejects {
+        // Without a rejects file only the first few are needed (to stop the run, or to
+        // be echoed); the counts have them all.
+        if !ctx.write_rejects && self.out.rejects.len() >= 6 {
             return;
         }
-        let b = &mut self.out.rejects;
-        b.extend_from_slice(b"{\"line\":");
-        push_num(b, o.line);
-        b.extend_from_slice(b",\"offset\":");
-        push_num(b, o.offset);
-        if let Some(f) = o.file {
-            b.extend_from_slice(b",\"file\":");
-            json_str(b, f);
-        }
-        b.extend_from_slice(b",\"reason\":");
-        json_str(b, r.reason);
-        b.extend_from_slice(b",\"detail\":");
-        json_str(b, r.detail);
-        b.extend_from_slice(b",\"custom_id\":");
-        match o.custom_id {
-            Some(id) => json_str(b, id),
-            None => b.extend_from_slice(b"null"),
-        }
-        write_origin_tail(b, o);
+        let mut extra = Vec::new();
+        write_origin_tail(&mut extra, o);
         if let Some(code) = r.error_code {
-            b.extend_from_slice(b",\"error_code\":");
-            json_str(b, code);
+            extra.extend_from_slice(b",\"error_code\":");
+            json_str(&mut extra, code);
         }
         if let Some(s) = r.status_code {
-            b.extend_from_slice(b",\"status_code\":");
-            push_num(b, s);
-        }
-        let (text, cut) = cap(r.text, MAX_REJECT_TEXT);
-        b.extend_from_slice(b",\"text\":");
-        json_str(b, text);
-        if cut || r.cut {
-            b.extend_from_slice(b",\"text_cut\":true");
+            extra.extend_from_slice(b",\"status_code\":");
+            push_num(&mut extra, s);
         }
         if let Some(v) = r.value {
-            b.extend_from_slice(b",\"value\":");
-            b.extend_from_slice(v.as_bytes());
+            extra.extend_from_slice(b",\"value\":");
+            extra.extend_from_slice(v.as_bytes());
         }
-        b.extend_from_slice(b"}\n");
+        // `write_origin_tail` starts every member with a comma.
+        let extra = String::from_utf8(extra.split_off(extra.len().min(1))).expect("JSON is UTF-8");
+        let text = if ctx.write_rejects { r.text } else { "" };
+        self.out.rejects.push(
+            Reject::with_text(o.line, o.offset, r.reason, r.detail, text, r.cut)
+                .with_custom_id(o.custom_id.map(str::to_string))
+                .with_extra(extra),
+        );
     }
 
     fn record(&mut self, o: &Origin, value: &str, repairs: &[&'static str], truncated: bool) {
@@ -332,13 +315,12 @@ impl ChunkState {
 }
 
 impl Ctx<'_> {
-    fn chunk(&self, chunk: &Chunk, file: Option<&str>) -> ChunkOut {
+    fn chunk(&self, chunk: &Chunk) -> ChunkOut {
         let mut st = ChunkState {
             out: ChunkOut {
                 records: Vec::with_capacity(chunk.len() / 2),
                 rejects: Vec::new(),
                 counts: Counts::default(),
-                echoes: Vec::new(),
             },
         };
         for line in chunk.lines() {
@@ -351,7 +333,6 @@ impl Ctx<'_> {
             let origin = Origin {
                 line: line.number,
                 offset: line.offset,
-                file,
                 custom_id: None,
                 choice: None,
                 tool: None,
@@ -367,8 +348,8 @@ impl Ctx<'_> {
             };
             let text = match checked {
                 Ok(Some(t)) => Ok(t),
-                Ok(None) => Err(("line_too_long", line.too_long())),
-                Err(e) => Err(("bad_line", e)),
+                Ok(None) => Err((rejects::reason::LINE_TOO_LONG, line.too_long())),
+                Err(e) => Err((rejects::reason::INVALID_UTF8, e)),
             };
             match text {
                 Err((reason, detail)) => {
@@ -801,38 +782,28 @@ fn walk(
     }
 }
 
-/// The single writer: appends each chunk's bytes in order.
+/// The single writer: appends each chunk's records in order, and routes its rejects.
 struct Writer {
     out: Output,
-    rejects: Option<Output>,
+    rejects: RejectRoute,
     counts: Counts,
-    echo: RejectEcho,
-    on_error: ErrorMode,
-    name: String,
 }
 
 impl Writer {
     fn consume(&mut self, out: ChunkOut) -> Result<Flow> {
-        if self.on_error == ErrorMode::Fail {
-            if let Some(&(line, offset, reason)) = out.echoes.first() {
-                return Err(Error::BadLine {
-                    file: self.name.clone(),
-                    line,
-                    offset,
-                    reason: reason.to_string(),
-                });
-            }
+        // With `--on-error fail` the chunk's first reject stops the run before its
+        // records are written.
+        let mut rejects = out.rejects.into_iter();
+        if let Some(first) = rejects.next() {
+            self.rejects.route(first)?;
         }
         self.out.write_all(&out.records)?;
-        if let Some(r) = self.rejects.as_mut() {
-            r.write_all(&out.rejects)?;
+        for r in rejects {
+            self.rejects.route(r)?;
         }
         // Stdout's reader went away: go on only for a rejects file asked for.
-        if self.out.is_closed() && !self.rejects.as_ref().is_some_and(|r| !r.is_closed()) {
+        if self.out.is_closed() && !self.rejects.is_open() {
             return Err(Error::BrokenPipe);
-        }
-        for (line, offset, reason) in out.echoes {
-            self.echo.echo(&self.name, line, offset, reason);
         }
         self.counts.merge(out.counts);
         Ok(Flow::Continue)
@@ -921,23 +892,17 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
-        rejects: cfg.common.open_rejects()?,
+        rejects: RejectRoute::open(String::new(), &cfg.common)?,
         counts: Counts::default(),
-        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
-        on_error: cfg.common.on_error,
-        name: String::new(),
     };
-    let several = inputs.len() > 1;
     let mut bytes = 0u64;
     let mut elapsed = Duration::ZERO;
     for input in opened {
-        let name = input.name().to_string();
-        writer.name = name.clone();
-        let file = several.then_some(name.as_str());
+        writer.rejects.set_file(input.name().to_string());
         let stats = engine::run(
             input,
             &cfg.common.engine,
-            |chunk| ctx.chunk(chunk, file),
+            |chunk| ctx.chunk(chunk),
             |_chunk, out| writer.consume(out),
         )?;
         bytes += stats.bytes;
@@ -953,7 +918,9 @@ pub fn run(cfg: &ExtractConfig) -> Result<ExtractSummary> {
     let mut out = out;
     out.flush_stdout()?;
     let stdout_closed = out.is_closed();
-    commit_all(finish_all(rejects.into_iter().chain([out]))?)?;
+    let mut pending = rejects.finish_pending()?.into_iter().collect::<Vec<_>>();
+    pending.extend(out.finish_pending()?);
+    commit_all(pending)?;
     let outcome = Outcome::of(counts.rejected, stdout_closed);
     let name_map = |m: BTreeMap<&'static str, u64>| -> BTreeMap<String, u64> {
         m.into_iter().map(|(k, v)| (k.to_string(), v)).collect()

@@ -44,7 +44,13 @@ use super::Outcome;
 use crate::batch::classify::{classify, Failure, Verdict};
 use crate::batch::manifest::Manifest;
 use crate::batch::outcome::{parse_request_side, scan_ok_result};
-use crate::commands::{check_accounting, CommonOptions, Summary};
+use crate::commands::{check_accounting, CommonOptions, ErrorMode, RejectRoute, Summary};
+use crate::io::rejects::{self, Reject};
+
+/// Reason code of a request line that is JSON but not a usable request.
+pub const INVALID_REQUEST: &str = "invalid_request";
+/// Reason code of a result line that is JSON but not a usable result (as in extract).
+pub const BAD_RESULT: &str = "bad_line";
 use crate::engine::{self, BufferPool, EngineConfig, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
@@ -157,8 +163,9 @@ impl JoinConfig {
     }
 }
 
-/// What `run` reports. `requests = ok + failed + missing` and
-/// `results = ok + failed + orphans + duplicate_results` always hold.
+/// What `run` reports. `requests = ok + failed + missing` and `results = ok + failed +
+/// orphans + duplicate_results + rejected_results` always hold; request lines =
+/// `requests + rejected_requests` (blank lines apart).
 #[derive(Clone, Debug, Serialize)]
 pub struct JoinSummary {
     pub command: &'static str,
@@ -185,6 +192,11 @@ pub struct JoinSummary {
     pub failed_file: Option<String>,
     pub missing_file: Option<String>,
     pub orphans_file: Option<String>,
+    /// Request lines set aside (`--on-error skip`): unreadable, or a duplicate custom_id.
+    pub rejected_requests: u64,
+    /// Result lines set aside (`--on-error skip`): unusable.
+    pub rejected_results: u64,
+    pub rejects_file: Option<String>,
     pub throughput: Throughput,
     #[serde(skip)]
     pub outcome: Outcome,
@@ -203,6 +215,13 @@ impl Summary for JoinSummary {
                 .map(|(c, n)| format!("{c} {n}"))
                 .collect();
             s.push_str(&format!("; errors: {}", codes.join(", ")));
+        }
+        let rejected = self.rejected_requests + self.rejected_results;
+        if rejected > 0 {
+            s.push_str(&format!(
+                "; {rejected} rejected ({} request lines, {} result lines)",
+                self.rejected_requests, self.rejected_results
+            ));
         }
         s.push_str(&format!(
             "; {} to retry; {}",
@@ -346,26 +365,22 @@ impl Source {
         Ok(newlines + 1)
     }
 
-    /// The error for the unusable result line at `offset`.
-    fn bad_line(&self, offset: u64, reason: String) -> Error {
-        match self.line_at(offset) {
-            Ok(line) => Error::BadLine {
-                file: self.name.clone(),
-                line,
-                offset,
-                reason,
-            },
-            Err(e) => e,
+    /// Reads the result line at `offset` and checks all of it: `Some` reject when it
+    /// is unusable.
+    fn check_line(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<Option<Reject>> {
+        self.read_at(buf, offset, len)?;
+        match classify(buf, false) {
+            Ok(_) => Ok(None),
+            Err(reason) => self.reject_at(buf, offset, len, reason).map(Some),
         }
     }
 
-    /// Reads the result line at `offset` and checks all of it.
-    fn check_line(&self, buf: &mut Vec<u8>, offset: u64, len: usize) -> Result<()> {
+    /// The reject for the unusable result line at `offset` (its line number counted).
+    fn reject_at(&self, buf: &mut Vec<u8>, offset: u64, len: usize, reason: String) -> Result<Reject> {
         self.read_at(buf, offset, len)?;
-        match classify(buf, false) {
-            Ok(_) => Ok(()),
-            Err(reason) => Err(self.bad_line(offset, reason)),
-        }
+        let line = self.line_at(offset)?;
+        let code = rejects::code_of(&reason, BAD_RESULT);
+        Ok(Reject::new(line, offset, code, reason, buf, false))
     }
 }
 
@@ -506,29 +521,37 @@ struct IndexedChunk {
     /// custom_id hash, offset, length, ok, fully checked.
     entries: Vec<(Key, u64, u32, bool, bool)>,
     blank: u64,
-    error: Option<(u64, u64, String)>,
+    /// Unusable lines (line, offset, reason, span in the chunk, cut); with
+    /// `--on-error fail` the first one ends the chunk.
+    bad: Vec<(u64, u64, String, std::ops::Range<usize>, bool)>,
 }
 
-fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
+fn index_chunk(chunk: &Chunk, max_line: usize, skip: bool) -> IndexedChunk {
     let mut out = IndexedChunk {
         entries: Vec::with_capacity(chunk.line_count as usize),
         ..Default::default()
     };
+    let base = chunk.bytes.as_ptr() as usize;
     for line in chunk.lines() {
         if line.is_blank() {
             out.blank += 1;
             continue;
         }
-        let fail = |reason: String| Some((line.number, line.offset, reason));
+        let start = line.bytes.as_ptr() as usize - base;
+        let span = start..start + line.bytes.len();
+        let bad = |reason: String| (line.number, line.offset, reason, span.clone(), line.is_cut());
         if line.is_cut() || line.len >= u64::from(FOUND) {
-            out.error = fail(format!(
+            out.bad.push(bad(format!(
                 "result {}",
                 crate::io::input::too_long(line.len, max_line.min(FOUND as usize - 1) as u64)
-            ));
+            )));
+            if skip {
+                continue;
+            }
             break;
         }
         if line.offset + line.len >= MAX_OFFSET {
-            out.error = fail("result file larger than 1 TiB: split it".into());
+            out.bad.push(bad("result file larger than 1 TiB: split it".into()));
             break;
         }
         if let Some(id) = scan_ok_result(line.bytes) {
@@ -545,8 +568,10 @@ fn index_chunk(chunk: &Chunk, max_line: usize) -> IndexedChunk {
                 true,
             )),
             Err(reason) => {
-                out.error = fail(reason);
-                break;
+                out.bad.push(bad(reason));
+                if !skip {
+                    break;
+                }
             }
         }
     }
@@ -562,6 +587,8 @@ struct IndexStats {
     unchecked_losers: Vec<(usize, u64, usize)>,
     blank: u64,
     bytes: u64,
+    /// Result lines set aside as unusable (`--on-error skip`).
+    rejected: u64,
 }
 
 /// Pass 1: indexes every result file; returns the index and the readable sources.
@@ -569,6 +596,8 @@ fn build_index(
     files: &[PathBuf],
     temp_dir: &Path,
     engine_cfg: &EngineConfig,
+    rejects: &mut RejectRoute,
+    skip: bool,
 ) -> Result<(Index, Vec<Source>, IndexStats)> {
     let mut index = Index::default();
     let mut sources = Vec::with_capacity(files.len());
@@ -613,11 +642,12 @@ fn build_index(
                 temp,
             )
         };
+        rejects.set_file(name.clone());
         let run = engine::run(
             input,
             engine_cfg,
-            |chunk| index_chunk(chunk, engine_cfg.max_line),
-            |_chunk, ix: IndexedChunk| {
+            |chunk| index_chunk(chunk, engine_cfg.max_line, skip),
+            |chunk, ix: IndexedChunk| {
                 stats.blank += ix.blank;
                 for (key, offset, len, ok, checked) in ix.entries {
                     stats.results += 1;
@@ -644,15 +674,13 @@ fn build_index(
                         }
                     }
                 }
-                match ix.error {
-                    Some((line, offset, reason)) => Err(Error::BadLine {
-                        file: name.clone(),
-                        line,
-                        offset,
-                        reason,
-                    }),
-                    None => Ok(Flow::Continue),
+                for (line, offset, reason, span, cut) in ix.bad {
+                    stats.results += 1;
+                    stats.rejected += 1;
+                    let code = rejects::code_of(&reason, BAD_RESULT);
+                    rejects.route(Reject::new(line, offset, code, reason, &chunk.bytes[span], cut))?;
                 }
+                Ok(Flow::Continue)
             },
         )?;
         stats.bytes += run.bytes;
@@ -695,6 +723,29 @@ struct Fact<'i> {
     rec: Option<&'i Rec>,
     key: Key,
     code: Option<Box<str>>,
+    /// Its line in `Joined::out`.
+    out: std::ops::Range<usize>,
+}
+
+/// A line of the chunk that could not be joined as it is.
+enum Bad {
+    /// A request line that cannot be read: it has no output line.
+    Request {
+        line: u64,
+        offset: u64,
+        reason: String,
+        span: std::ops::Range<usize>,
+        cut: bool,
+    },
+    /// A request whose result line is unusable (with `--on-error skip` the request is
+    /// joined as `missing`).
+    Result {
+        request_line: u64,
+        file: usize,
+        offset: u64,
+        len: usize,
+        reason: String,
+    },
 }
 
 #[derive(Default)]
@@ -702,11 +753,8 @@ struct Joined<'i> {
     out: Vec<u8>,
     facts: Vec<Fact<'i>>,
     blank: u64,
-    /// The request line that stopped the chunk (line, offset, reason)...
-    error: Option<(u64, u64, String)>,
-    /// ...and, when it was its result line that is unusable, where that is (file,
-    /// offset).
-    bad_result: Option<(usize, u64)>,
+    /// In line order; with `--on-error fail` the first one ends the chunk.
+    bad: Vec<Bad>,
 }
 
 /// Why a request line could not be joined: its own fault, or its result line's.
@@ -715,8 +763,36 @@ enum LineError {
     Result {
         file: usize,
         offset: u64,
+        len: usize,
         reason: String,
     },
+}
+
+impl LineError {
+    /// What the chunk records of this error, for the request `line` at `span`.
+    fn into_bad(self, line: &crate::io::input::Line, span: std::ops::Range<usize>) -> Bad {
+        match self {
+            LineError::Request(reason) => Bad::Request {
+                line: line.number,
+                offset: line.offset,
+                reason,
+                span,
+                cut: line.is_cut(),
+            },
+            LineError::Result {
+                file,
+                offset,
+                len,
+                reason,
+            } => Bad::Result {
+                request_line: line.number,
+                file,
+                offset,
+                len,
+                reason,
+            },
+        }
+    }
 }
 
 impl From<String> for LineError {
@@ -735,6 +811,8 @@ struct Ctx<'i> {
     max_line: usize,
     /// Output buffers recycled from the writer (no fresh pages per chunk).
     pool: BufferPool,
+    /// `--on-error skip`: bad lines are set aside and the run goes on.
+    skip: bool,
 }
 
 fn write_raw_or_null(out: &mut Vec<u8>, raw: Option<&str>) {
@@ -770,35 +848,41 @@ impl<'i> Ctx<'i> {
             }
             let start = line.bytes.as_ptr() as usize - base;
             let end = start + line.bytes.len();
+            let out_start = out.out.len();
+            let mut bad_result = None;
             match self.join_line(
                 line.bytes,
                 line.is_cut().then_some(line.len),
                 &mut out.out,
                 &mut buf,
+                &mut bad_result,
             ) {
-                Ok((status, retry, rec, key, code)) => out.facts.push(Fact {
-                    line: line.number,
-                    offset: line.offset,
-                    start,
-                    end,
-                    status,
-                    retry,
-                    rec,
-                    key,
-                    code,
-                }),
-                Err(LineError::Request(reason)) => {
-                    out.error = Some((line.number, line.offset, reason));
-                    break;
+                Ok((status, retry, rec, key, code)) => {
+                    out.facts.push(Fact {
+                        line: line.number,
+                        offset: line.offset,
+                        start,
+                        end,
+                        status,
+                        retry,
+                        rec,
+                        key,
+                        code,
+                        out: out_start..out.out.len(),
+                    });
+                    if let Some(e) = bad_result {
+                        out.bad.push(e.into_bad(&line, start..end));
+                    }
                 }
-                Err(LineError::Result {
-                    file,
-                    offset,
-                    reason,
-                }) => {
-                    out.error = Some((line.number, line.offset, reason));
-                    out.bad_result = Some((file, offset));
-                    break;
+                Err(e) => {
+                    // A bad request line has no output line; with `skip` the run goes
+                    // on (a bad result line only stops it here under `fail`).
+                    let request = matches!(e, LineError::Request(_));
+                    out.out.truncate(out_start);
+                    out.bad.push(e.into_bad(&line, start..end));
+                    if !(request && self.skip) {
+                        break;
+                    }
                 }
             }
         }
@@ -812,6 +896,7 @@ impl<'i> Ctx<'i> {
         cut: Option<u64>,
         out: &mut Vec<u8>,
         buf: &mut Vec<u8>,
+        bad_result: &mut Option<LineError>,
     ) -> std::result::Result<(Status, bool, Option<&'i Rec>, Key, Option<Box<str>>), LineError>
     {
         if let Some(len) = cut {
@@ -823,18 +908,13 @@ impl<'i> Ctx<'i> {
         let req = parse_request_side(bytes)?;
         let key = Key::of(&req.custom_id);
         let request_raw = req.shown.unwrap_or(req.text);
-        let rec = self.index.get(&key);
-        let Some(rec) = rec else {
-            self.render(
-                out,
-                req.custom_id_raw,
-                Status::Missing,
-                request_raw,
-                None,
-                None,
-                None,
-            );
-            return Ok((Status::Missing, true, None, key, None));
+        // No usable result: `missing` (retryable), with the result it had, if any.
+        let missing = |out: &mut Vec<u8>, rec: Option<&'i Rec>| {
+            self.render(out, req.custom_id_raw, Status::Missing, request_raw, None, None, None);
+            Ok((Status::Missing, true, rec, key, None))
+        };
+        let Some(rec) = self.index.get(&key) else {
+            return missing(out, None);
         };
         let source = &self.sources[rec.file()];
         source
@@ -842,11 +922,23 @@ impl<'i> Ctx<'i> {
             .map_err(|e| e.to_string())?;
         // The index pass may have read only the head and tail of this line: it is fully
         // checked here.
-        let result = classify(buf, true).map_err(|reason| LineError::Result {
-            file: rec.file(),
-            offset: rec.offset(),
-            reason,
-        })?;
+        let result = match classify(buf, true) {
+            Ok(r) => r,
+            Err(reason) => {
+                let e = LineError::Result {
+                    file: rec.file(),
+                    offset: rec.offset(),
+                    len: rec.len(),
+                    reason,
+                };
+                if !self.skip {
+                    return Err(e);
+                }
+                // The result is set aside; the request has none it can use.
+                *bad_result = Some(e);
+                return missing(out, Some(rec));
+            }
+        };
         // The raw result line is only checked (and shown) when asked for.
         let result_text = self.want_result.then_some(result.text);
         match &result.verdict {
@@ -1016,35 +1108,55 @@ struct Writer {
     blank: u64,
     bytes: u64,
     codes: BTreeMap<String, u64>,
+    /// With a closed stdout the run goes on only for these.
+    side_files: bool,
+    rejects: RejectRoute,
+    /// Request lines set aside (unreadable, or a duplicate custom_id).
+    rejected_requests: u64,
+    /// Result lines set aside in the join pass (unusable once read in full).
+    rejected_results: u64,
 }
 
 impl Writer {
+    /// Writes the chunk's joined lines and side files, and routes its bad lines.
     fn consume(
         &mut self,
         name: &str,
         chunk: &Chunk,
         joined: Joined,
+        out: &[u8],
         sources: &[Source],
     ) -> Result<Flow> {
         self.blank += joined.blank;
+        // The joined lines, less those of duplicate requests (set aside below).
+        let mut from = 0;
         for fact in &joined.facts {
             let dup = match fact.rec {
                 Some(rec) => rec.mark_found(),
                 None => !self.missing_seen.insert(fact.key),
             };
+            let line = &chunk.bytes[fact.start..fact.end];
             if dup {
-                let id = parse_request_side(&chunk.bytes[fact.start..fact.end])
+                let id = parse_request_side(line)
                     .map(|r| r.custom_id.into_owned())
                     .unwrap_or_default();
-                return Err(Error::BadLine {
-                    file: name.to_string(),
-                    line: fact.line,
-                    offset: fact.offset,
-                    reason: format!("duplicate custom_id {id:?} in REQUESTS"),
-                });
+                self.output.write_all(&out[from..fact.out.start])?;
+                from = fact.out.end;
+                self.rejected_requests += 1;
+                self.rejects.route(
+                    Reject::new(
+                        fact.line,
+                        fact.offset,
+                        rejects::reason::DUPLICATE_CUSTOM_ID,
+                        format!("duplicate custom_id {id:?} in REQUESTS"),
+                        line,
+                        false,
+                    )
+                    .with_custom_id(Some(id)),
+                )?;
+                continue;
             }
             self.requests += 1;
-            let line = &chunk.bytes[fact.start..fact.end];
             let side = match fact.status {
                 Status::Ok => {
                     self.ok += 1;
@@ -1078,19 +1190,43 @@ impl Writer {
                 }
             }
         }
-        match (joined.error, joined.bad_result) {
-            (Some((line, _, reason)), Some((file, offset))) => {
-                Err(sources[file]
-                    .bad_line(offset, format!("{reason} (the result for {name}:{line})")))
-            }
-            (Some((line, offset, reason)), None) => Err(Error::BadLine {
-                file: name.to_string(),
-                line,
-                offset,
-                reason,
-            }),
-            (None, _) => Ok(Flow::Continue),
+        self.output.write_all(&out[from..])?;
+        if self.output.is_closed() && !self.side_files {
+            return Err(Error::BrokenPipe);
         }
+        let mut buf = Vec::new();
+        for bad in joined.bad {
+            match bad {
+                Bad::Request {
+                    line,
+                    offset,
+                    reason,
+                    span,
+                    cut,
+                } => {
+                    self.rejected_requests += 1;
+                    let code = rejects::code_of(&reason, INVALID_REQUEST);
+                    self.rejects
+                        .route(Reject::new(line, offset, code, reason, &chunk.bytes[span], cut))?;
+                }
+                Bad::Result {
+                    request_line,
+                    file,
+                    offset,
+                    len,
+                    reason,
+                } => {
+                    self.rejected_results += 1;
+                    let reason = format!("{reason} (the result for {name}:{request_line})");
+                    let r = sources[file].reject_at(&mut buf, offset, len, reason)?;
+                    self.rejects.set_file(sources[file].name.clone());
+                    let routed = self.rejects.route(r);
+                    self.rejects.set_file(name.to_string());
+                    routed?;
+                }
+            }
+        }
+        Ok(Flow::Continue)
     }
 }
 
@@ -1129,11 +1265,22 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     {
         claims.output_path(p)?;
     }
+    if let Some(r) = &cfg.common.rejects {
+        if cfg.common.on_error == ErrorMode::Fail {
+            return Err(Error::Usage(
+                "--rejects needs --on-error skip (the default, fail, stops at the first bad line)"
+                    .into(),
+            ));
+        }
+        claims.output(r)?;
+    }
     let sync = cfg.common.sync;
+    let skip = cfg.common.on_error == ErrorMode::Skip;
     // With a closed stdout the run goes on only for these.
     let side_files = [&cfg.retry, &cfg.failed, &cfg.missing, &cfg.orphans]
         .iter()
-        .any(|p| p.is_some());
+        .any(|p| p.is_some())
+        || matches!(cfg.common.rejects, Some(OutputSpec::Path(_)));
 
     let temp_dir = match (&cfg.temp_dir, &cfg.output) {
         (Some(d), _) => d.clone(),
@@ -1145,7 +1292,9 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
     };
 
     // Pass 1.
-    let (index, sources, mut istats) = build_index(&files, &temp_dir, &cfg.common.engine)?;
+    let mut rejects = RejectRoute::open(String::new(), &cfg.common)?;
+    let (index, sources, mut istats) =
+        build_index(&files, &temp_dir, &cfg.common.engine, &mut rejects, skip)?;
 
     // Pass 2.
     let mut writer = Writer {
@@ -1162,6 +1311,10 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         blank: 0,
         bytes: 0,
         codes: BTreeMap::new(),
+        side_files,
+        rejects,
+        rejected_requests: 0,
+        rejected_results: 0,
     };
     let ctx = Ctx {
         index: &index,
@@ -1171,11 +1324,13 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         retry_all: cfg.retry_all,
         max_line: cfg.common.engine.max_line,
         pool: BufferPool::default(),
+        skip,
     };
     for (spec, promised) in &requests {
         let input = OpenInput::open(spec)?;
         let name = input.name().to_string();
-        let requests_before = writer.requests;
+        writer.rejects.set_file(name.clone());
+        let requests_before = writer.requests + writer.rejected_requests;
         // A shard's bytes are hashed in order as they are joined (no second read).
         let mut hasher = promised
             .as_ref()
@@ -1192,13 +1347,9 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
                     sha2::Digest::update(h, &chunk.bytes[..]);
                 }
                 let out = std::mem::take(&mut joined.out);
-                let written = writer.output.write_all(&out);
+                let flow = writer.consume(&name, &chunk, joined, &out, &sources);
                 ctx.pool.give(out);
-                written?;
-                if writer.output.is_closed() && !side_files {
-                    return Err(Error::BrokenPipe);
-                }
-                writer.consume(&name, &chunk, joined, &sources)
+                flow
             },
         )?;
         writer.bytes += stats.bytes;
@@ -1211,7 +1362,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
                     format!("{} bytes", p.bytes),
                 ));
             }
-            let n = writer.requests - requests_before;
+            let n = writer.requests + writer.rejected_requests - requests_before;
             if n != p.requests {
                 return Err(p.mismatch(
                     &name,
@@ -1232,38 +1383,6 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         }
     }
 
-    // Orphans: results no request used, in file order. Like the results that lost to a
-    // duplicate, they were not read in full by the join pass: those that the index
-    // pass read only at both ends are checked now, so that a broken result line fails
-    // the run wherever it is (and whatever the order of the lines).
-    let mut orphan_locs: Vec<(usize, u64, usize, bool)> = index
-        .values()
-        .filter(|r| !r.found())
-        .map(|r| (r.file(), r.offset(), r.len(), r.checked()))
-        .collect();
-    orphan_locs.sort_unstable();
-    let orphans = orphan_locs.len() as u64;
-    let mut orphans_file = side_file(&cfg.orphans, sync)?;
-    let mut buf = Vec::new();
-    for &(file, offset, len, checked) in &orphan_locs {
-        if !checked {
-            sources[file].check_line(&mut buf, offset, len)?;
-        } else if orphans_file.is_some() {
-            sources[file].read_at(&mut buf, offset, len)?;
-        }
-        if let Some(f) = orphans_file.as_mut() {
-            f.write_all(&buf)?;
-            f.write_all(b"\n")?;
-        }
-    }
-    drop(orphan_locs);
-    let mut losers = std::mem::take(&mut istats.unchecked_losers);
-    losers.sort_unstable();
-    for (file, offset, len) in losers {
-        sources[file].check_line(&mut buf, offset, len)?;
-    }
-
-    // Commit everything together, only now that the whole run succeeded.
     let Writer {
         output,
         retry,
@@ -1277,12 +1396,69 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         blank,
         bytes,
         codes,
+        mut rejects,
+        rejected_requests,
+        mut rejected_results,
         ..
     } = writer;
+    // A result set aside in the index pass was never indexed.
+    rejected_results += istats.rejected;
+
+    // Orphans: results no request used, in file order. Like the results that lost to a
+    // duplicate, they were not read in full by the join pass: those that the index
+    // pass read only at both ends are checked now, so that a broken result line fails
+    // the run (or, with --on-error skip, is set aside) wherever it is, whatever the
+    // order of the lines.
+    let mut orphan_locs: Vec<(usize, u64, usize, bool)> = index
+        .values()
+        .filter(|r| !r.found())
+        .map(|r| (r.file(), r.offset(), r.len(), r.checked()))
+        .collect();
+    orphan_locs.sort_unstable();
+    let mut orphans = orphan_locs.len() as u64;
+    let mut orphans_file = side_file(&cfg.orphans, sync)?;
+    let mut buf = Vec::new();
+    let mut set_aside = |file: usize, r: Reject| -> Result<()> {
+        rejects.set_file(sources[file].name.clone());
+        rejects.route(r)
+    };
+    for &(file, offset, len, checked) in &orphan_locs {
+        if !checked {
+            if let Some(r) = sources[file].check_line(&mut buf, offset, len)? {
+                set_aside(file, r)?;
+                orphans -= 1;
+                rejected_results += 1;
+                continue;
+            }
+        } else if orphans_file.is_some() {
+            sources[file].read_at(&mut buf, offset, len)?;
+        }
+        if let Some(f) = orphans_file.as_mut() {
+            f.write_all(&buf)?;
+            f.write_all(b"\n")?;
+        }
+    }
+    drop(orphan_locs);
+    let mut losers = std::mem::take(&mut istats.unchecked_losers);
+    losers.sort_unstable();
+    for (file, offset, len) in losers {
+        if let Some(r) = sources[file].check_line(&mut buf, offset, len)? {
+            set_aside(file, r)?;
+            istats.duplicates -= 1;
+            rejected_results += 1;
+        }
+    }
+
+    // Commit everything together, only now that the whole run succeeded.
     check_accounting(
         "join",
-        n_requests,
-        &[("ok", ok), ("failed", failed_n), ("missing", missing_n)],
+        n_requests + rejected_requests,
+        &[
+            ("ok", ok),
+            ("failed", failed_n),
+            ("missing", missing_n),
+            ("rejected", rejected_requests),
+        ],
     )?;
     check_accounting(
         "join",
@@ -1292,6 +1468,7 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
             ("failed", failed_n),
             ("orphans", orphans),
             ("duplicates", istats.duplicates),
+            ("rejected", rejected_results),
         ],
     )?;
     let mut output = output;
@@ -1301,7 +1478,10 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         .into_iter()
         .flatten()
         .map(Output::File);
-    commit_all(finish_all(side.chain([output]))?)?;
+    let mut pending = finish_all(side)?;
+    pending.extend(rejects.finish_pending()?);
+    pending.extend(output.finish_pending()?);
+    commit_all(pending)?;
 
     if orphans > 0 && cfg.orphans.is_none() {
         cfg.common.note(&format!(
@@ -1329,7 +1509,10 @@ pub fn run(cfg: &JoinConfig) -> Result<JoinSummary> {
         missing_file: name(&cfg.missing),
         orphans_file: name(&cfg.orphans),
         throughput: Throughput::new(bytes + istats.bytes, started.elapsed()),
-        outcome: Outcome::of(0, stdout_closed),
+        rejected_requests,
+        rejected_results,
+        rejects_file: cfg.common.rejects.as_ref().map(|r| r.display_name()),
+        outcome: Outcome::of(rejected_requests + rejected_results, stdout_closed),
     })
 }
 

@@ -24,7 +24,7 @@ use serde::Serialize;
 
 use crate::engine::EngineConfig;
 use crate::error::{Error, Result};
-use crate::io::output::{Output, OutputSpec};
+use crate::io::output::OutputSpec;
 use crate::io::rejects::{Reject, RejectSink};
 
 /// Where a run's messages for its user go (the first rejected lines, warnings, notes):
@@ -92,31 +92,11 @@ impl CommonOptions {
             self.notes.note(msg);
         }
     }
-
-    /// Opens the `--rejects` output, when there is one.
-    pub(crate) fn open_rejects(&self) -> Result<Option<Output>> {
-        self.rejects
-            .as_ref()
-            .map(|r| Output::create(r, self.sync))
-            .transpose()
-    }
 }
 
 /// Writes `s` as a JSON string.
 pub(crate) fn json_str(buf: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *buf, s).expect("string serialises");
-}
-
-/// Cuts `s` to at most `max` bytes at a character boundary.
-pub(crate) fn cap(s: &str, max: usize) -> (&str, bool) {
-    if s.len() <= max {
-        return (s, false);
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    (&s[..end], true)
 }
 
 /// What every command's summary offers the binary: one human line, the same figures
@@ -227,9 +207,10 @@ impl RejectEcho {
     }
 }
 
-/// Where a command's bad lines go: with [`ErrorMode::Fail`] the first one stops the run
-/// (as a `file:line:offset: reason` error); with [`ErrorMode::Skip`] each is echoed (the
-/// first few), counted and written to the rejects file.
+/// THE reject writer of every command: where its bad lines go. With
+/// [`ErrorMode::Fail`] the first one stops the run (as a `file:line:offset: message`
+/// error); with [`ErrorMode::Skip`] each is echoed (the first few), counted and written
+/// to the rejects file in the one shape of [`crate::io::rejects`].
 pub struct RejectRoute {
     file: String,
     mode: ErrorMode,
@@ -247,6 +228,17 @@ impl RejectRoute {
         }
     }
 
+    /// A route to the command's `--rejects` (none: rejects are only counted).
+    pub fn open(file: String, common: &CommonOptions) -> Result<RejectRoute> {
+        let sink = RejectSink::create(common.rejects.as_ref(), common.sync)?;
+        Ok(RejectRoute::new(file, common, sink))
+    }
+
+    /// The input whose lines come next (commands that read several).
+    pub fn set_file(&mut self, file: String) {
+        self.file = file;
+    }
+
     /// Sets `r` aside, or returns the error that stops the run.
     pub fn route(&mut self, r: Reject) -> Result<()> {
         if self.mode == ErrorMode::Fail {
@@ -254,16 +246,32 @@ impl RejectRoute {
                 file: self.file.clone(),
                 line: r.line,
                 offset: r.offset,
-                reason: r.reason,
+                reason: r.message,
             });
         }
-        self.echo.echo(&self.file, r.line, r.offset, &r.reason);
-        self.sink.write(&r)
+        self.echo.echo(&self.file, r.line, r.offset, &r.message);
+        self.sink.write(&self.file, &r)
+    }
+
+    /// Writes `r`, a line the command refuses by design rather than a bad line
+    /// (`validate`'s records that break a rule): never stops the run, not echoed.
+    pub fn keep(&mut self, r: &Reject) -> Result<()> {
+        self.sink.write(&self.file, r)
+    }
+
+    /// Rejects routed or kept so far.
+    pub fn count(&self) -> u64 {
+        self.sink.count()
     }
 
     /// Whether rejected lines are written to a file (rather than only counted).
     pub fn keeps_lines(&self) -> bool {
         self.sink.keeps_lines()
+    }
+
+    /// Whether the rejects go somewhere still open (a closed stdout does not count).
+    pub fn is_open(&self) -> bool {
+        self.sink.is_open()
     }
 
     /// Finishes the rejects file without renaming it yet.

@@ -11,7 +11,11 @@
 //! directory with a `manifest.json` is complete. So an old manifest is removed before
 //! the first new shard is renamed over an old one, the shards are renamed, stale ones
 //! removed, and the new manifest is written last. If that last write fails, the shards
-//! just renamed are removed again (and the directory, when this run created it).
+//! just renamed are removed again (and the directory, when this run created it). A
+//! hidden journal ([`JOURNAL_NAME`]) written before the old manifest goes names every
+//! file the commit may leave, so that after a kill at any step rerunning the same
+//! command removes the old run's leftovers and completes (tested with SIGKILL at every
+//! step through a debug-build hook, see `Pause`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -32,7 +36,12 @@ use crate::io::output::{
     prepare_out_dir, safe_file_name, sync_dir, unique_name, AtomicFile, OutputSpec, PendingFile,
 };
 use crate::io::paths::PathClaims;
-use crate::io::rejects::{Reject, RejectSink};
+use crate::io::rejects::{self, Reject, RejectSink};
+
+/// Reason codes of shard's own rejects (with the shared ones of [`rejects::reason`]).
+pub const INVALID_REQUEST: &str = "invalid_request";
+pub const TOO_MANY_TOKENS: &str = "too_many_tokens";
+pub const TOO_MANY_INPUTS: &str = "too_many_inputs";
 use crate::report::{human_bytes, Throughput};
 
 /// The default rejects file in the output directory. Not `*.jsonl`, so that it cannot
@@ -112,7 +121,9 @@ enum Verdict {
         start: usize,
         end: usize,
         cut: bool,
-        reason: String,
+        /// The reason code and message.
+        reason: &'static str,
+        message: String,
         custom_id: Option<String>,
     },
 }
@@ -133,13 +144,14 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
     for line in chunk.lines() {
         let start = line.bytes.as_ptr() as usize - base;
         let end = start + line.bytes.len();
-        let bad = |reason: String, custom_id: Option<String>| Verdict::Bad {
+        let bad = |reason: &'static str, message: String, custom_id: Option<String>| Verdict::Bad {
             line: line.number,
             offset: line.offset,
             start,
             end,
             cut: line.is_cut(),
             reason,
+            message,
             custom_id,
         };
         if line.is_blank() {
@@ -153,20 +165,31 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                 "{} (--max-bytes)",
                 crate::io::input::too_long(line.len + 1, cfg.max_bytes)
             );
-            out.verdicts
-                .push((line.number, line.offset, bad(reason, None)));
+            out.verdicts.push((
+                line.number,
+                line.offset,
+                bad(rejects::reason::LINE_TOO_LONG, reason, None),
+            ));
             continue;
         }
         let text = match line.text() {
             Ok(t) => t,
             Err(reason) => {
-                out.verdicts
-                    .push((line.number, line.offset, bad(reason, None)));
+                out.verdicts.push((
+                    line.number,
+                    line.offset,
+                    bad(rejects::reason::INVALID_UTF8, reason, None),
+                ));
                 continue;
             }
         };
         let verdict = match parse_request(text, cfg.max_tokens.is_some()) {
-            Err(reason) => bad(reason, custom_id_of_line(text)),
+            Err(reason) => {
+                // A syntax error or a duplicate key is `invalid_json`, as in every
+                // command.
+                let code = rejects::code_of(&reason, INVALID_REQUEST);
+                bad(code, reason, custom_id_of_line(text))
+            }
             Ok(req) => {
                 let tokens = if cfg.max_tokens.is_some() {
                     tokens::prompt_tokens(&req)
@@ -175,6 +198,7 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                 };
                 match cfg.max_tokens {
                     Some(max) if tokens > max => bad(
+                        TOO_MANY_TOKENS,
                         format!("request has {tokens} prompt tokens, over --max-tokens {max}"),
                         Some(req.custom_id.into_owned()),
                     ),
@@ -182,6 +206,7 @@ fn check_chunk(chunk: &Chunk, cfg: &ShardConfig) -> ChunkVerdicts {
                         && req.inputs > cfg.max_embedding_inputs =>
                     {
                         bad(
+                            TOO_MANY_INPUTS,
                             format!(
                                 "request has {} embedding inputs, over --max-embedding-inputs {}",
                                 req.inputs, cfg.max_embedding_inputs
@@ -278,10 +303,11 @@ impl Writer<'_> {
                     end,
                     cut,
                     reason,
+                    message,
                     custom_id,
                 } => {
                     self.reject(
-                        Reject::new(line, offset, reason, &chunk.bytes[start..end], cut)
+                        Reject::new(line, offset, reason, message, &chunk.bytes[start..end], cut)
                             .with_custom_id(custom_id),
                     )?;
                 }
@@ -292,6 +318,7 @@ impl Writer<'_> {
                         let r = Reject::new(
                             number,
                             offset,
+                            rejects::reason::DUPLICATE_CUSTOM_ID,
                             reason,
                             &chunk.bytes[good.start..good.end],
                             false,
@@ -492,6 +519,10 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
     let mut claims = PathClaims::new();
     claims.input(&cfg.input)?;
     let input = OpenInput::open(&cfg.input)?;
+    // A commit that was cut short (a kill) left its journal: the files it names are
+    // this command's own, so rerunning the same command needs no --force for them, and
+    // they are removed unless this run writes them again.
+    let journal = out_dir.map(read_journal).unwrap_or_default();
     let old_manifest = match out_dir {
         Some(dir) => {
             // A submitted job (its ledger records batches that cost money and the
@@ -503,7 +534,8 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
                     crate::job::LEDGER_NAME
                 )));
             }
-            *created = prepare_out_dir(dir, cfg.force)?;
+            let force = cfg.force || (!journal.is_empty() && only_own_files(dir, &journal)?);
+            *created = prepare_out_dir(dir, force)?;
             Manifest::read(dir).ok().flatten()
         }
         None => None,
@@ -615,6 +647,7 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
             totals: totals.clone(),
         };
         let mut stale: Vec<PathBuf> = old_manifest.map(|m| m.file_paths(dir)).unwrap_or_default();
+        stale.extend(journal.iter().map(|n| dir.join(n)));
         // A default rejects file of an earlier run goes too when this run writes none.
         stale.extend(
             default_rejects
@@ -629,6 +662,7 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
             &stale,
             common.sync,
             *created,
+            &common.notes,
         )?;
     }
     let outcome = Outcome::from_rejected(totals.rejected);
@@ -646,11 +680,105 @@ fn run_inner(cfg: &ShardConfig, created: &mut bool) -> Result<ShardSummary> {
     })
 }
 
-/// The commit protocol (see the module docs): the old manifest goes first, then the
-/// shards and the rejects file are renamed into place, stale files of the old manifest
-/// are removed, and the new manifest is written last. A failure before the manifest is
+/// The commit journal: a hidden file, written before the old manifest is removed and
+/// removed after the new one is in place, naming every file the commit may leave in
+/// the directory (the old run's shards and default rejects file, the new shards). It is
+/// not a manifest: a directory that holds it without `manifest.json` is incomplete.
+pub const JOURNAL_NAME: &str = ".batchline-shard-commit.json";
+
+#[derive(Serialize, serde::Deserialize)]
+struct Journal {
+    files: Vec<String>,
+}
+
+/// The file names of a journal left by a commit that was cut short (none: empty).
+fn read_journal(dir: &Path) -> Vec<String> {
+    std::fs::read(dir.join(JOURNAL_NAME))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Journal>(&b).ok())
+        .map(|j| {
+            // Plain names in the directory only.
+            j.files
+                .into_iter()
+                .filter(|n| Path::new(n).file_name() == Some(std::ffi::OsStr::new(n)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether every visible file of `dir` is the manifest or named in the journal.
+fn only_own_files(dir: &Path, journal: &[String]) -> Result<bool> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    Ok(entries.filter_map(|e| e.ok()).all(|e| {
+        let n = e.file_name().to_string_lossy().into_owned();
+        n.starts_with('.') || n == MANIFEST_NAME || journal.contains(&n)
+    }))
+}
+
+/// Removes the hidden temp files (`.NAME.XXXXXX.tmp`) of `names` that a killed run
+/// left in `dir`.
+fn sweep_temp_files(dir: &Path, names: &std::collections::BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let n = e.file_name().to_string_lossy().into_owned();
+        let base = n
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .map(|(base, _)| base);
+        if base.is_some_and(|b| names.contains(b)) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// A test hook, read only in debug builds (release builds never pause):
+/// `BATCHLINE_TEST_PAUSE_AT=commit:N` stops the commit for good at its step N (0: the
+/// new manifest is written to its temp file; then each journal write, removal and
+/// rename), after a note `test pause at commit:N`, so that a test can SIGKILL it there.
+struct Pause<'a> {
+    at: Option<u32>,
+    step: u32,
+    notes: &'a super::Notes,
+}
+
+impl<'a> Pause<'a> {
+    fn from_env(notes: &'a super::Notes) -> Pause<'a> {
+        #[cfg(debug_assertions)]
+        let at = std::env::var("BATCHLINE_TEST_PAUSE_AT")
+            .ok()
+            .and_then(|v| v.strip_prefix("commit:")?.parse().ok());
+        #[cfg(not(debug_assertions))]
+        let at = None;
+        Pause { at, step: 0, notes }
+    }
+
+    fn step(&mut self) {
+        if self.at == Some(self.step) {
+            self.notes
+                .note(&format!("batchline: test pause at commit:{}", self.step));
+            loop {
+                std::thread::park();
+            }
+        }
+        self.step += 1;
+    }
+}
+
+/// The commit protocol (see the module docs): the journal is written, the old manifest
+/// goes, then the shards and the rejects file are renamed into place, stale files of
+/// the old manifest (and of a journal left by a killed run) are removed, the new
+/// manifest is written last and the journal removed. A failure before the manifest is
 /// in place removes the shards renamed so far: the directory then holds no manifest,
-/// which says truthfully that it is not complete.
+/// which says truthfully that it is not complete; a kill leaves the journal, and
+/// rerunning the command finishes the job.
+#[allow(clippy::too_many_arguments)]
 fn commit_shards(
     dir: &Path,
     manifest: &Manifest,
@@ -659,11 +787,32 @@ fn commit_shards(
     stale: &[PathBuf],
     sync: bool,
     created: bool,
+    notes: &super::Notes,
 ) -> Result<()> {
+    let mut pause = Pause::from_env(notes);
     let manifest_path = dir.join(MANIFEST_NAME);
+    let journal_path = dir.join(JOURNAL_NAME);
     let mut m = AtomicFile::create(&manifest_path, sync)?;
     m.write_all(&manifest.to_bytes())?;
     let manifest_pending = m.finish_pending()?;
+    pause.step();
+    let in_dir = |p: &Path| -> Option<String> {
+        (p.parent() == Some(dir)).then(|| p.file_name()?.to_str().map(str::to_string))?
+    };
+    let mut names: std::collections::BTreeSet<String> = stale
+        .iter()
+        .map(PathBuf::as_path)
+        .chain(shards.iter().map(PendingFile::dest))
+        .chain(rejects.iter().map(PendingFile::dest))
+        .filter_map(in_dir)
+        .collect();
+    let mut j = AtomicFile::create(&journal_path, sync)?;
+    let journal = Journal {
+        files: names.iter().cloned().collect(),
+    };
+    j.write_all(&serde_json::to_vec(&journal).expect("journal serialises"))?;
+    j.finish_pending()?.commit()?;
+    pause.step();
     match std::fs::remove_file(&manifest_path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(Error::io(&manifest_path, e))
@@ -673,12 +822,14 @@ fn commit_shards(
     if sync && !created {
         sync_dir(dir)?;
     }
+    pause.step();
     let mut placed: Vec<PathBuf> = Vec::with_capacity(shards.len());
     let renamed = || -> Result<()> {
         for p in shards {
             let dest = p.dest().to_path_buf();
             p.commit()?;
             placed.push(dest);
+            pause.step();
         }
         let keep: std::collections::HashSet<&Path> = placed.iter().map(PathBuf::as_path).collect();
         for old in stale.iter().filter(|p| !keep.contains(p.as_path())) {
@@ -688,14 +839,17 @@ fn commit_shards(
                 }
                 _ => {}
             }
+            pause.step();
         }
         if let Some(r) = rejects {
             r.commit()?;
+            pause.step();
         }
         if sync {
             sync_dir(dir)?;
         }
         manifest_pending.commit()?;
+        pause.step();
         if sync {
             sync_dir(dir)?;
         }
@@ -706,8 +860,22 @@ fn commit_shards(
         for p in &placed {
             let _ = std::fs::remove_file(p);
         }
+        if created {
+            let _ = std::fs::remove_file(&journal_path);
+        }
+        return result;
     }
-    result
+    match std::fs::remove_file(&journal_path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(Error::io(&journal_path, e))
+        }
+        _ => {}
+    }
+    pause.step();
+    names.insert(MANIFEST_NAME.to_string());
+    names.insert(JOURNAL_NAME.to_string());
+    sweep_temp_files(dir, &names);
+    Ok(())
 }
 
 impl Summary for ShardSummary {

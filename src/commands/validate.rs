@@ -17,12 +17,13 @@
 //! the line is kept byte for byte.
 //!
 //! # Rejects
-//! `{"line", "offset", "reason", ["custom_id"], "failed": [{"rule", "reason"}], "counts",
-//! "text", ["text_cut"]}`: the shared rejects shape plus the failed rules (in rule order)
-//! with why each failed, and the counts in the `_tokens` shape above. `reason` is
-//! `failed: NAME, NAME` for records that broke rules, `invalid JSON: ...` for lines that
-//! are not a JSON object (then `failed` and `counts` are empty), `invalid UTF-8 ...` or
-//! `line too long ...`.
+//! The shared shape ([`crate::io::rejects`]). A record that broke rules:
+//! `{"file", "line", "offset", "reason": "rules_failed", "message": "failed: NAME, NAME",
+//! ["custom_id"], "failed": [{"rule", "reason"}], "counts", "text"}`, the failed rules in
+//! rule order with why each failed, and the counts in the `_tokens` shape above. A line
+//! that is not a JSON object (`invalid_json`), not UTF-8 (`invalid_utf8`) or too long
+//! (`line_too_long`) has the shared members only; `--on-error` applies to those, never
+//! to records that break rules.
 //!
 //! # `--target N`
 //! The writer stops at the N-th valid record in input order; workers may have evaluated a
@@ -39,13 +40,16 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{cap, json_str, CommonOptions, ErrorMode, Outcome, RejectEcho, Summary};
+use super::{json_str, CommonOptions, Outcome, RejectRoute, Summary};
 use crate::engine::{self, Flow};
 use crate::error::{Error, Result};
 use crate::io::input::{Chunk, InputSpec, OpenInput};
-use crate::io::output::{commit_all, finish_all, AtomicFile, Output, OutputSpec};
+use crate::io::output::{commit_all, AtomicFile, Output, OutputSpec};
 use crate::io::paths::PathClaims;
-use crate::io::rejects::MAX_REJECT_TEXT;
+use crate::io::rejects::{self, Reject};
+
+/// The reason code of a record that broke rules.
+pub const RULES_FAILED: &str = "rules_failed";
 use crate::json;
 use crate::report::Throughput;
 use crate::tokenize::{
@@ -253,13 +257,13 @@ struct Entry {
 struct ChunkOut {
     entries: Vec<Entry>,
     out: Vec<u8>,
-    rejects: Vec<u8>,
+    /// Rejects in line order; `true`: an unreadable line (`--on-error` applies), else
+    /// a record that broke rules (always kept).
+    rejects: Vec<(bool, Reject)>,
     /// Indices of the failed rules, per entry (see `Entry::failed_end`).
     failed: Vec<u32>,
     /// Per entry, the count sums per tokenizer (`width` values each).
     tokens: Vec<u64>,
-    /// Unreadable lines (line, offset, reason) for the stderr echo.
-    echoes: Vec<(u64, u64, String)>,
 }
 
 /// Shared read-only state of the workers.
@@ -312,50 +316,40 @@ impl Ctx<'_> {
         self.pool.lock().expect("cache pool").push(c);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn reject(
+    /// A record that broke rules: the shared shape plus `failed` and `counts`.
+    fn rules_reject(
         &self,
-        o: &mut ChunkOut,
         line: u64,
         offset: u64,
-        reason: &str,
         id: Option<&str>,
         failed: &[(&str, &str)],
         counts: &[(String, Vec<usize>)],
         text: &str,
-        cut: bool,
-    ) {
-        use std::io::Write;
-        if !self.write_rejects {
-            return;
-        }
-        let b = &mut o.rejects;
-        let _ = write!(b, "{{\"line\":{line},\"offset\":{offset},\"reason\":");
-        json_str(b, reason);
-        if let Some(id) = id {
-            b.extend_from_slice(b",\"custom_id\":");
-            json_str(b, id);
-        }
-        b.extend_from_slice(b",\"failed\":[");
+    ) -> Reject {
+        let names: Vec<&str> = failed.iter().map(|(rule, _)| *rule).collect();
+        let mut b = b"\"failed\":[".to_vec();
         for (i, (rule, why)) in failed.iter().enumerate() {
             if i > 0 {
                 b.push(b',');
             }
             b.extend_from_slice(b"{\"rule\":");
-            json_str(b, rule);
+            json_str(&mut b, rule);
             b.extend_from_slice(b",\"reason\":");
-            json_str(b, why);
+            json_str(&mut b, why);
             b.push(b'}');
         }
         b.extend_from_slice(b"],\"counts\":");
-        write_counts(b, &self.names, counts);
-        let (text, more_cut) = cap(text, MAX_REJECT_TEXT);
-        b.extend_from_slice(b",\"text\":");
-        json_str(b, text);
-        if cut || more_cut {
-            b.extend_from_slice(b",\"text_cut\":true");
-        }
-        b.extend_from_slice(b"}\n");
+        write_counts(&mut b, &self.names, counts);
+        Reject::with_text(
+            line,
+            offset,
+            RULES_FAILED,
+            format!("failed: {}", names.join(", ")),
+            text,
+            false,
+        )
+        .with_custom_id(id.map(str::to_string))
+        .with_extra(String::from_utf8(b).expect("JSON is UTF-8"))
     }
 
     /// Writes a valid record, with `_tokens` added when annotating.
@@ -401,7 +395,6 @@ impl Ctx<'_> {
             rejects: Vec::new(),
             failed: Vec::new(),
             tokens: Vec::new(),
-            echoes: Vec::new(),
         };
         let mut cache = self.take_cache();
         let chunk_end = chunk.offset + chunk.len() as u64;
@@ -427,10 +420,12 @@ impl Ctx<'_> {
             o.tokens.resize(base + width, 0);
             let mut valid = false;
             let mut bad_json = false;
-            let parsed: std::result::Result<(&str, Value), String> = if line.is_cut() {
-                Err(line.too_long())
-            } else {
-                line.text()
+            let parsed: std::result::Result<(&str, Value), Reject> = match Reject::unreadable(&line)
+            {
+                Some(r) => Err(r),
+                None => line
+                    .text()
+                    .map_err(|e| format!("invalid UTF-8: {e}"))
                     .and_then(|t| match serde_json::from_str::<Value>(t) {
                         Ok(v @ Value::Object(_)) => Ok((t, v)),
                         Ok(v) => Err(format!(
@@ -445,24 +440,24 @@ impl Ctx<'_> {
                         )),
                         Err(e) => Err(format!("invalid JSON: {e}")),
                     })
+                    .map_err(|m| {
+                        Reject::new(
+                            line.number,
+                            line.offset,
+                            rejects::reason::INVALID_JSON,
+                            m,
+                            line.bytes,
+                            false,
+                        )
+                    }),
             };
             match parsed {
-                Err(reason) => {
+                Err(r) => {
                     bad_json = true;
-                    let lossy = String::from_utf8_lossy(line.bytes);
-                    self.reject(
-                        &mut o,
-                        line.number,
-                        line.offset,
-                        &reason,
-                        None,
-                        &[],
-                        &[],
-                        &lossy,
-                        line.is_cut(),
-                    );
-                    if o.echoes.len() < 6 {
-                        o.echoes.push((line.number, line.offset, reason));
+                    // Without a rejects file only the first few are needed (to stop the
+                    // run, or to be echoed).
+                    if self.write_rejects || o.rejects.len() < 6 {
+                        o.rejects.push((true, r));
                     }
                 }
                 Ok((text, record)) => {
@@ -480,24 +475,20 @@ impl Ctx<'_> {
                             o.failed.push(f.index as u32);
                         }
                         if self.write_rejects {
-                            let names: Vec<&str> =
-                                verdict.failed.iter().map(|f| f.name.as_str()).collect();
                             let failed: Vec<(&str, &str)> = verdict
                                 .failed
                                 .iter()
                                 .map(|f| (f.name.as_str(), f.reason.as_str()))
                                 .collect();
-                            self.reject(
-                                &mut o,
+                            let r = self.rules_reject(
                                 line.number,
                                 line.offset,
-                                &format!("failed: {}", names.join(", ")),
                                 custom_id(&record).as_deref(),
                                 &failed,
                                 &verdict.counts,
                                 text,
-                                false,
                             );
+                            o.rejects.push((false, r));
                         }
                     }
                 }
@@ -531,15 +522,12 @@ struct Totals {
 
 struct Writer {
     out: Output,
-    rejects: Option<Output>,
+    rejects: RejectRoute,
     /// A rejects file or a report was asked for: a closed stdout does not stop the run.
     side_files: bool,
     totals: Totals,
     target: Option<u64>,
     width: usize,
-    echo: RejectEcho,
-    on_error: ErrorMode,
-    name: String,
 }
 
 impl Writer {
@@ -588,25 +576,15 @@ impl Writer {
             }
         };
         self.out.write_all(&o.out[..out_end])?;
-        if let Some(r) = self.rejects.as_mut() {
-            r.write_all(&o.rejects[..rej_end])?;
+        for (bad_line, r) in o.rejects.into_iter().take(rej_end) {
+            if bad_line {
+                self.rejects.route(r)?;
+            } else {
+                self.rejects.keep(&r)?;
+            }
         }
         if self.out.is_closed() && !self.side_files {
             return Err(Error::BrokenPipe);
-        }
-        for (line, offset, reason) in o.echoes {
-            if cut.is_some_and(|i| line > o.entries[i].line) {
-                break;
-            }
-            if self.on_error == ErrorMode::Fail {
-                return Err(Error::BadLine {
-                    file: self.name.clone(),
-                    line,
-                    offset,
-                    reason,
-                });
-            }
-            self.echo.echo(&self.name, line, offset, &reason);
         }
         Ok(if cut.is_some() {
             Flow::Stop
@@ -739,7 +717,7 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     };
     let mut writer = Writer {
         out: Output::create(&cfg.output, cfg.common.sync)?,
-        rejects: cfg.common.open_rejects()?,
+        rejects: RejectRoute::open(input.name().to_string(), &cfg.common)?,
         side_files: cfg.report.is_some() || matches!(cfg.common.rejects, Some(OutputSpec::Path(_))),
         totals: Totals {
             failures: vec![0; rule_set.rules().len()],
@@ -748,9 +726,6 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
         },
         target: cfg.target,
         width,
-        echo: RejectEcho::new(&cfg.common, cfg.common.rejects.is_some()),
-        on_error: cfg.common.on_error,
-        name: input.name().to_string(),
     };
     let stats = engine::run(
         input,
@@ -768,7 +743,8 @@ pub fn run(cfg: &ValidateConfig) -> Result<ValidateSummary> {
     let mut out = out;
     out.flush_stdout()?;
     let stdout_closed = out.is_closed();
-    let mut pending = finish_all(rejects.into_iter().chain([out]))?;
+    let mut pending: Vec<_> = rejects.finish_pending()?.into_iter().collect();
+    pending.extend(out.finish_pending()?);
 
     let elapsed: Duration = stats.elapsed;
     let secs = elapsed.as_secs_f64();

@@ -438,16 +438,23 @@ fn is_citation(b: &[u8], p: usize, v: &Parsed) -> bool {
     word_before || b[v.end.min(le)..le].iter().any(|c| c.is_ascii_alphabetic())
 }
 
+/// What every region of one stripped text is read with.
+#[derive(Clone, Copy)]
+struct Reading<'a> {
+    b: &'a [u8],
+    opts: &'a ParseOptions,
+    body: &'a Body,
+}
+
 /// Finds and reads the objects and arrays in `b[s..e]`; prose between them is skipped.
 fn scan(
-    b: &[u8],
+    r: Reading,
     s: usize,
     e: usize,
-    opts: &ParseOptions,
-    body: &Body,
     cands: &mut Vec<Cand>,
     seen: &mut Seen,
 ) -> Result<(), Refusal> {
+    let Reading { b, opts, body } = r;
     let src = &b[..e];
     let first = skip_ws(b, s, e);
     let mut pos = s;
@@ -533,20 +540,19 @@ fn scalar(b: &[u8], s: usize, e: usize, opts: &ParseOptions, seen: &mut Seen) ->
 
 /// Candidates in one region (the whole body, or one answer tag).
 fn region(
-    b: &[u8],
+    r: Reading,
     s: usize,
     e: usize,
-    opts: &ParseOptions,
-    body: &Body,
     cands: &mut Vec<Cand>,
     seen: &mut Seen,
 ) -> Result<(), Refusal> {
+    let Reading { b, opts, body } = r;
     let first = skip_ws(b, s, e);
     // Starts like JSON and is nothing but values: fences in its strings are content.
     if first < e && matches!(b[first], b'{' | b'[') {
         let mut tmp = Vec::new();
         let mut tseen = Seen::default();
-        let first_try = scan(b, s, e, opts, body, &mut tmp, &mut tseen);
+        let first_try = scan(r, s, e, &mut tmp, &mut tseen);
         seen.work += tseen.work;
         if first_try.is_ok() && !tmp.is_empty() && !tseen.prose && tseen.weak.is_none() {
             cands.append(&mut tmp);
@@ -571,7 +577,7 @@ fn region(
                 Some(c) => cands.push(c),
                 None => match scalar(b, f.content.0, f.content.1, opts, seen) {
                     Some(c) => cands.push(c),
-                    None => scan(b, f.content.0, f.content.1, opts, body, cands, seen)?,
+                    None => scan(r, f.content.0, f.content.1, cands, seen)?,
                 },
             }
         }
@@ -585,7 +591,7 @@ fn region(
             let mut extra = Vec::new();
             for (a, z) in outside {
                 if a < z {
-                    scan(b, a, z, opts, body, &mut extra, seen)?;
+                    scan(r, a, z, &mut extra, seen)?;
                 }
             }
             if !extra.is_empty() {
@@ -596,7 +602,7 @@ fn region(
         // No JSON in the fences: look in the prose around them.
         for (a, z) in outside {
             if a < z {
-                scan(b, a, z, opts, body, cands, seen)?;
+                scan(r, a, z, cands, seen)?;
             }
         }
         if cands.len() > before {
@@ -604,7 +610,7 @@ fn region(
         }
         return Ok(());
     }
-    scan(b, s, e, opts, body, cands, seen)
+    scan(r, s, e, cands, seen)
 }
 
 /// Values found outside the code fences when fences hold JSON (`cands[before..]`). The
@@ -879,11 +885,12 @@ fn extract_from(
     seen: &mut Seen,
 ) -> Result<(), Refusal> {
     let tags = tag_regions(b);
+    let r = Reading { b, opts, body };
     if tags.is_empty() {
-        region(b, 0, b.len(), opts, body, cands, seen)?;
+        region(r, 0, b.len(), cands, seen)?;
     } else {
         for &(s, e) in &tags {
-            region(b, s, e, opts, body, cands, seen)?;
+            region(r, s, e, cands, seen)?;
         }
         if !cands.is_empty() {
             repairs.push(Repair::TagBlock);

@@ -617,7 +617,13 @@ fn bad_lines_are_rejected() {
     let codes: Vec<&str> = rej.iter().map(|r| r["reason"].as_str().unwrap()).collect();
     assert_eq!(
         codes,
-        ["invalid_json", "invalid_json", "invalid_json", "bad_record", "invalid_utf8"]
+        [
+            "invalid_json",
+            "invalid_json",
+            "invalid_json",
+            "bad_record",
+            "invalid_utf8"
+        ]
     );
     assert!(reasons[0].1.contains("invalid JSON") && reasons[0].0 == 2);
     assert!(reasons[1].1.contains("not a JSON object"));

@@ -655,15 +655,18 @@ fn issue10_rejects_have_one_shape_in_every_command() {
         let o = run_in(d, &args, None);
         assert_eq!(o.status.code(), Some(1), "{command}: {}", stderr(&o));
         let raw = std::fs::read_to_string(d.join("r.jsonl")).unwrap();
-        let rejects: Vec<serde_json::Value> =
-            raw.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let rejects: Vec<serde_json::Value> = raw
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert_eq!(rejects.len(), 2, "{command}: {raw}");
         let text = String::from_utf8_lossy(&data).into_owned();
         for (r, line) in raw.lines().zip(&rejects) {
             // The keys, in order: the shared head, then the text.
-            let keys: Vec<String> = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(r)
-                .map(|m| m.keys().cloned().collect())
-                .unwrap();
+            let keys: Vec<String> =
+                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(r)
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap();
             assert_eq!(
                 keys[..5],
                 ["file", "line", "offset", "reason", "message"],
@@ -718,7 +721,11 @@ fn issue10_rejects_have_one_shape_in_every_command() {
             rejects[0]["offset"],
             rejects[0]["message"].as_str().unwrap()
         );
-        assert!(stderr(&o).contains(&want), "{command}: {want} not in {}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&want),
+            "{command}: {want} not in {}",
+            stderr(&o)
+        );
         assert_eq!(files_in(d), ["in.jsonl", "res.jsonl"], "{command}");
     }
 }
@@ -753,7 +760,10 @@ fn check_shard_dir(dir: &Path) -> Option<String> {
         .collect();
     shards.sort();
     listed.sort();
-    assert_eq!(shards, listed, "a shard beside the manifest that it does not list");
+    assert_eq!(
+        shards, listed,
+        "a shard beside the manifest that it does not list"
+    );
     Some(m["input"].as_str().unwrap().to_string())
 }
 
@@ -793,7 +803,16 @@ fn issue10_2_shard_force_killed_at_every_commit_step_keeps_the_manifest_promise(
         std::fs::write(d.join("new.jsonl"), &new).unwrap();
         let o = run_in(
             d,
-            &["shard", "old.jsonl", "--out-dir", "out", "--max-requests", "1", "--on-error", "skip"],
+            &[
+                "shard",
+                "old.jsonl",
+                "--out-dir",
+                "out",
+                "--max-requests",
+                "1",
+                "--on-error",
+                "skip",
+            ],
             None,
         );
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
@@ -833,7 +852,11 @@ fn issue10_2_shard_force_killed_at_every_commit_step_keeps_the_manifest_promise(
         // Rerunning the same command completes, and nothing of either run is left over.
         let o = run_in(d, &new_args, None);
         assert_eq!(o.status.code(), Some(0), "step {n}: {}", stderr(&o));
-        assert_eq!(check_shard_dir(&out).as_deref(), Some("new.jsonl"), "step {n}");
+        assert_eq!(
+            check_shard_dir(&out).as_deref(),
+            Some("new.jsonl"),
+            "step {n}"
+        );
         let mut left = std::fs::read_dir(&out)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -863,7 +886,14 @@ fn issue10_2_a_first_shard_run_killed_mid_commit_can_be_rerun_as_it_was() {
     let tmp = tempfile::tempdir().unwrap();
     let d = tmp.path();
     std::fs::write(d.join("s.jsonl"), requests(3)).unwrap();
-    let args = ["shard", "s.jsonl", "--out-dir", "out", "--max-requests", "1"];
+    let args = [
+        "shard",
+        "s.jsonl",
+        "--out-dir",
+        "out",
+        "--max-requests",
+        "1",
+    ];
     // Step 4: the journal is written, and two shards are renamed into place.
     let mut child = cmd(d, &args)
         .env("BATCHLINE_TEST_PAUSE_AT", "commit:4")
@@ -876,7 +906,11 @@ fn issue10_2_a_first_shard_run_killed_mid_commit_can_be_rerun_as_it_was() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(check_shard_dir(&d.join("out")), None);
-    assert!(files_in(&d.join("out")).len() >= 2, "{:?}", files_in(&d.join("out")));
+    assert!(
+        files_in(&d.join("out")).len() >= 2,
+        "{:?}",
+        files_in(&d.join("out"))
+    );
     let o = run_in(d, &args, None);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(check_shard_dir(&d.join("out")).as_deref(), Some("s.jsonl"));
@@ -919,12 +953,19 @@ fn issue10_join_on_error_skip_sets_bad_lines_aside_and_accounts_for_them() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let s: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     assert_eq!(
-        (s["requests"].as_u64(), s["ok"].as_u64(), s["missing"].as_u64()),
+        (
+            s["requests"].as_u64(),
+            s["ok"].as_u64(),
+            s["missing"].as_u64()
+        ),
         (Some(3), Some(1), Some(2)),
         "{s}"
     );
     assert_eq!(
-        (s["rejected_requests"].as_u64(), s["rejected_results"].as_u64()),
+        (
+            s["rejected_requests"].as_u64(),
+            s["rejected_results"].as_u64()
+        ),
         (Some(2), Some(2)),
         "{s}"
     );
@@ -934,7 +975,12 @@ fn issue10_join_on_error_skip_sets_bad_lines_aside_and_accounts_for_them() {
         .collect();
     let got: Vec<(&str, &str)> = out
         .iter()
-        .map(|v| (v["custom_id"].as_str().unwrap(), v["status"].as_str().unwrap()))
+        .map(|v| {
+            (
+                v["custom_id"].as_str().unwrap(),
+                v["status"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(got, [("a", "ok"), ("b", "missing"), ("c", "missing")]);
     let rej: Vec<serde_json::Value> = read_lines(&d.join("rej.jsonl"))

@@ -239,7 +239,15 @@ fn rejects_have_the_shared_shape() {
     );
     assert_eq!(
         keys_of(lines.next().unwrap()),
-        ["file", "line", "offset", "reason", "message", "custom_id", "text"]
+        [
+            "file",
+            "line",
+            "offset",
+            "reason",
+            "message",
+            "custom_id",
+            "text"
+        ]
     );
 }
 

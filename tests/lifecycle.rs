@@ -148,6 +148,11 @@ fn shard_submit_wait_status_and_a_rerun_creates_nothing() {
         "{table}"
     );
     assert!(stderr(&o).contains("tokens used:"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("cost at the batch price: $"),
+        "{}",
+        stderr(&o)
+    );
     let o = bl(&["status", j, "--base-url", &base, "--json"], &[]);
     let st: Value = serde_json::from_str(&stdout(&o)).unwrap();
     assert_eq!(st["totals"]["completed"], 3);
@@ -157,6 +162,17 @@ fn shard_submit_wait_status_and_a_rerun_creates_nothing() {
         st["totals"]["input_tokens"], used,
         "usage = the prompt tokens counted by shard"
     );
+    // The cost of the tokens used, at the batch price of the one price table.
+    let (i, o_) = (
+        st["totals"]["input_tokens"].as_u64().unwrap(),
+        st["totals"]["output_tokens"].as_u64().unwrap(),
+    );
+    let want = batchline::batch::prices::Prices::builtin()
+        .lookup("gpt-4o-mini", None)
+        .unwrap()
+        .cost(i, o_, true);
+    let got = st["cost_used"]["batch_cost"].as_f64().unwrap();
+    assert!(want > 0.0 && (got - want).abs() < 1e-12, "{got} vs {want}");
     for sh in shards(&job) {
         assert_eq!(sh["state"], "ended");
         assert_eq!(sh["batch"]["status"], "completed");

@@ -355,7 +355,10 @@ fn rules_file_with_names_and_comments() {
         })
         .collect();
     assert_eq!(rep["failures"]["one_more"], one_more.len());
-    assert!(one_more[0]["message"].as_str().unwrap().contains("one_more"));
+    assert!(one_more[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("one_more"));
     assert_eq!(one_more[0]["reason"], "rules_failed");
     // Rule order in the summary's failures object is the rule order (raw text).
     let raw = stdout(&o);

@@ -403,7 +403,6 @@ impl Client {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -735,13 +735,22 @@ fn render_line(
             t.render_escaped(&rec, body)
                 .map_err(|e| (BAD_RECORD, format!("{e} (used by --template)"), None))?;
             if body.len() == before {
-                return Err((BAD_RECORD, "the template rendered an empty prompt".into(), None));
+                return Err((
+                    BAD_RECORD,
+                    "the template rendered an empty prompt".into(),
+                    None,
+                ));
             }
         }
         Prompt::Messages(path) => {
             let v = field(path, "--messages-field")?;
-            check_messages(&v)
-                .map_err(|e| (BAD_RECORD, format!("field \"{path}\" {e} (--messages-field)"), None))?;
+            check_messages(&v).map_err(|e| {
+                (
+                    BAD_RECORD,
+                    format!("field \"{path}\" {e} (--messages-field)"),
+                    None,
+                )
+            })?;
             let mut arr = Vec::new();
             v.write_json(&mut arr);
             if let Some(sys) = &plan.system_message {
@@ -779,7 +788,11 @@ fn render_line(
             }
             let t = v.to_text();
             if t.is_empty() {
-                return Err((BAD_RECORD, format!("field \"{path}\" is empty (--id-field)"), None));
+                return Err((
+                    BAD_RECORD,
+                    format!("field \"{path}\" is empty (--id-field)"),
+                    None,
+                ));
             }
             id.push_str(&t);
         }
@@ -788,7 +801,11 @@ fn render_line(
             t.render(&rec, id)
                 .map_err(|e| (BAD_RECORD, format!("{e} (used by --id-template)"), None))?;
             if id.len() == before {
-                return Err((BAD_RECORD, "--id-template rendered an empty id".into(), None));
+                return Err((
+                    BAD_RECORD,
+                    "--id-template rendered an empty id".into(),
+                    None,
+                ));
             }
         }
     }

@@ -376,7 +376,13 @@ impl Source {
     }
 
     /// The reject for the unusable result line at `offset` (its line number counted).
-    fn reject_at(&self, buf: &mut Vec<u8>, offset: u64, len: usize, reason: String) -> Result<Reject> {
+    fn reject_at(
+        &self,
+        buf: &mut Vec<u8>,
+        offset: u64,
+        len: usize,
+        reason: String,
+    ) -> Result<Reject> {
         self.read_at(buf, offset, len)?;
         let line = self.line_at(offset)?;
         let code = rejects::code_of(&reason, BAD_RESULT);
@@ -539,7 +545,15 @@ fn index_chunk(chunk: &Chunk, max_line: usize, skip: bool) -> IndexedChunk {
         }
         let start = line.bytes.as_ptr() as usize - base;
         let span = start..start + line.bytes.len();
-        let bad = |reason: String| (line.number, line.offset, reason, span.clone(), line.is_cut());
+        let bad = |reason: String| {
+            (
+                line.number,
+                line.offset,
+                reason,
+                span.clone(),
+                line.is_cut(),
+            )
+        };
         if line.is_cut() || line.len >= u64::from(FOUND) {
             out.bad.push(bad(format!(
                 "result {}",
@@ -551,7 +565,8 @@ fn index_chunk(chunk: &Chunk, max_line: usize, skip: bool) -> IndexedChunk {
             break;
         }
         if line.offset + line.len >= MAX_OFFSET {
-            out.bad.push(bad("result file larger than 1 TiB: split it".into()));
+            out.bad
+                .push(bad("result file larger than 1 TiB: split it".into()));
             break;
         }
         if let Some(id) = scan_ok_result(line.bytes) {
@@ -678,7 +693,14 @@ fn build_index(
                     stats.results += 1;
                     stats.rejected += 1;
                     let code = rejects::code_of(&reason, BAD_RESULT);
-                    rejects.route(Reject::new(line, offset, code, reason, &chunk.bytes[span], cut))?;
+                    rejects.route(Reject::new(
+                        line,
+                        offset,
+                        code,
+                        reason,
+                        &chunk.bytes[span],
+                        cut,
+                    ))?;
                 }
                 Ok(Flow::Continue)
             },
@@ -910,7 +932,15 @@ impl<'i> Ctx<'i> {
         let request_raw = req.shown.unwrap_or(req.text);
         // No usable result: `missing` (retryable), with the result it had, if any.
         let missing = |out: &mut Vec<u8>, rec: Option<&'i Rec>| {
-            self.render(out, req.custom_id_raw, Status::Missing, request_raw, None, None, None);
+            self.render(
+                out,
+                req.custom_id_raw,
+                Status::Missing,
+                request_raw,
+                None,
+                None,
+                None,
+            );
             Ok((Status::Missing, true, rec, key, None))
         };
         let Some(rec) = self.index.get(&key) else {
@@ -1206,8 +1236,14 @@ impl Writer {
                 } => {
                     self.rejected_requests += 1;
                     let code = rejects::code_of(&reason, INVALID_REQUEST);
-                    self.rejects
-                        .route(Reject::new(line, offset, code, reason, &chunk.bytes[span], cut))?;
+                    self.rejects.route(Reject::new(
+                        line,
+                        offset,
+                        code,
+                        reason,
+                        &chunk.bytes[span],
+                        cut,
+                    ))?;
                 }
                 Bad::Result {
                     request_line,

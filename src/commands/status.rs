@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::lifecycle::{age, JobOptions, Session, Totals};
+use crate::batch::prices::Prices;
 use crate::commands::{Outcome, Summary};
 use crate::error::Result;
 use crate::job::ledger::now;
@@ -40,8 +41,46 @@ pub struct StatusSummary {
     pub job_id: String,
     pub shards: Vec<StatusLine>,
     pub totals: Totals,
+    /// The tokens the batches report in `usage`, at the batch price of the shipped
+    /// table (`None` when no batch reports usage yet).
+    pub cost_used: Option<CostUsed>,
     /// False when another process held the job (nothing was written).
     pub ledger_updated: bool,
+}
+
+/// What the job's tokens cost so far, from the batches' `usage`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct CostUsed {
+    /// Dollars at the batch price for the models in the price table.
+    pub batch_cost: f64,
+    /// Tokens of models without a price (not in `batch_cost`), and those models.
+    pub unpriced_input_tokens: u64,
+    pub unpriced_output_tokens: u64,
+    pub unpriced_models: Vec<String>,
+}
+
+impl CostUsed {
+    fn of(shards: &[StatusLine], prices: &Prices) -> Option<CostUsed> {
+        let mut c = CostUsed::default();
+        let mut any = false;
+        for l in shards {
+            let Some(u) = &l.usage else { continue };
+            let get = |k: &str| u.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+            let (i, o) = (get("input_tokens"), get("output_tokens"));
+            any = true;
+            match prices.lookup(&l.model, None) {
+                Ok(p) => c.batch_cost += p.cost(i, o, true),
+                Err(_) => {
+                    c.unpriced_input_tokens += i;
+                    c.unpriced_output_tokens += o;
+                    if !c.unpriced_models.contains(&l.model) {
+                        c.unpriced_models.push(l.model.clone());
+                    }
+                }
+            }
+        }
+        any.then_some(c)
+    }
 }
 
 impl Summary for StatusSummary {
@@ -57,6 +96,22 @@ impl Summary for StatusSummary {
                 "; tokens used: {} in, {} out",
                 t.input_tokens, t.output_tokens
             ));
+        }
+        if let Some(c) = &self.cost_used {
+            let money = if c.batch_cost >= 0.01 || c.batch_cost == 0.0 {
+                format!("${:.2}", c.batch_cost)
+            } else {
+                format!("${:.6}", c.batch_cost)
+            };
+            s.push_str(&format!("; cost at the batch price: {money}"));
+            if !c.unpriced_models.is_empty() {
+                s.push_str(&format!(
+                    " (not counted: {} in, {} out of {}, no price; see `batchline estimate --prices`)",
+                    c.unpriced_input_tokens,
+                    c.unpriced_output_tokens,
+                    c.unpriced_models.join(", ")
+                ));
+            }
         }
         s
     }
@@ -138,10 +193,11 @@ pub(crate) fn summary(session: &Session) -> StatusSummary {
                 usage: s.batch.as_ref().and_then(|b| b.usage.clone()),
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
     StatusSummary {
         job: session.job.display().to_string(),
         job_id: session.ledger.job_id.clone(),
+        cost_used: CostUsed::of(&shards, &Prices::builtin()),
         shards,
         totals: Totals::of(&session.ledger),
         ledger_updated: session.writable(),

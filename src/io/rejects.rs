@@ -92,7 +92,14 @@ impl Reject {
         cut: bool,
     ) -> Reject {
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(MAX_REJECT_TEXT + 4)]);
-        Reject::with_text(line, offset, reason, message, &text, cut || bytes.len() > MAX_REJECT_TEXT)
+        Reject::with_text(
+            line,
+            offset,
+            reason,
+            message,
+            &text,
+            cut || bytes.len() > MAX_REJECT_TEXT,
+        )
     }
 
     /// A reject whose `text` is `text` (kept up to [`MAX_REJECT_TEXT`] bytes).
@@ -125,7 +132,14 @@ impl Reject {
         } else {
             (reason::INVALID_UTF8, line.text().err()?)
         };
-        Some(Reject::new(line.number, line.offset, code, message, line.bytes, line.is_cut()))
+        Some(Reject::new(
+            line.number,
+            line.offset,
+            code,
+            message,
+            line.bytes,
+            line.is_cut(),
+        ))
     }
 
     pub fn with_custom_id(mut self, id: Option<String>) -> Reject {
@@ -147,7 +161,11 @@ impl Reject {
         };
         buf.extend_from_slice(b"{\"file\":");
         s(buf, file);
-        let _ = write!(buf, ",\"line\":{},\"offset\":{},\"reason\":", self.line, self.offset);
+        let _ = write!(
+            buf,
+            ",\"line\":{},\"offset\":{},\"reason\":",
+            self.line, self.offset
+        );
         s(buf, &self.reason);
         buf.extend_from_slice(b",\"message\":");
         s(buf, &self.message);
@@ -230,9 +248,16 @@ mod tests {
 
     #[test]
     fn one_shape_in_a_fixed_key_order() {
-        let r = Reject::new(3, 120, reason::INVALID_JSON, "invalid JSON: eof", b"{\"a\xff", false)
-            .with_custom_id(Some("q\"1".into()))
-            .with_extra("\"choice\":0".into());
+        let r = Reject::new(
+            3,
+            120,
+            reason::INVALID_JSON,
+            "invalid JSON: eof",
+            b"{\"a\xff",
+            false,
+        )
+        .with_custom_id(Some("q\"1".into()))
+        .with_extra("\"choice\":0".into());
         let mut buf = Vec::new();
         r.encode("in.jsonl", &mut buf);
         assert_eq!(
@@ -245,13 +270,25 @@ mod tests {
 
     #[test]
     fn shared_codes_come_from_the_shared_wordings() {
-        assert_eq!(code_of("invalid JSON: eof at byte 3", "x"), reason::INVALID_JSON);
+        assert_eq!(
+            code_of("invalid JSON: eof at byte 3", "x"),
+            reason::INVALID_JSON
+        );
         assert_eq!(code_of("duplicate key `url`", "x"), reason::INVALID_JSON);
-        assert_eq!(code_of("invalid UTF-8 at byte 2 of the line", "x"), reason::INVALID_UTF8);
+        assert_eq!(
+            code_of("invalid UTF-8 at byte 2 of the line", "x"),
+            reason::INVALID_UTF8
+        );
         let long = crate::io::input::too_long(9, 4);
         assert_eq!(code_of(&long, "x"), reason::LINE_TOO_LONG);
-        assert_eq!(code_of(&format!("request {long}"), "x"), reason::LINE_TOO_LONG);
-        assert_eq!(code_of(&format!("result {long}"), "x"), reason::LINE_TOO_LONG);
+        assert_eq!(
+            code_of(&format!("request {long}"), "x"),
+            reason::LINE_TOO_LONG
+        );
+        assert_eq!(
+            code_of(&format!("result {long}"), "x"),
+            reason::LINE_TOO_LONG
+        );
         assert_eq!(code_of("custom_id is missing", "own"), "own");
     }
 

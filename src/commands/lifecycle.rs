@@ -680,11 +680,7 @@ impl Session {
 
 /// A shard's state as a [`Change`].
 pub fn change_of(round: u32, s: &ShardEntry) -> Change {
-    let counts = s
-        .batch
-        .as_ref()
-        .and_then(|b| b.request_counts)
-        .unwrap_or_default();
+    let counts = s.request_counts();
     Change {
         round,
         shard: s.name.clone(),

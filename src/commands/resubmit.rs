@@ -163,11 +163,6 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
         .map(|r| r.round)
         .max()
         .unwrap_or(0);
-    let unsent = |s: &crate::job::ShardEntry| {
-        s.state != ShardState::Ended
-            && s.state != ShardState::Submitted
-            && s.queued_reason.as_deref() != Some("cancelled")
-    };
     // An earlier resubmit recorded this round but did not submit all of it: go on.
     if latest > 0 {
         let round = session
@@ -177,23 +172,11 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
             .find(|r| r.round == latest)
             .expect("latest round");
         if round.shards.iter().any(unsent) {
-            let shards = round.shards.len() as u64;
-            let made = session.submit_ready()?;
-            for c in &made {
-                session.common.note(&format!("submitted {}", c.line()));
-            }
-            let round = session
-                .ledger
-                .rounds
-                .iter()
-                .find(|r| r.round == latest)
-                .expect("latest round");
+            summary.shards = round.shards.len() as u64;
+            summary.resubmitted = round.shards.iter().map(|s| s.requests).sum();
+            (summary.submitted, summary.queued) = submit_round(&mut session, latest)?;
             summary.action = "continued";
             summary.round = Some(latest);
-            summary.shards = shards;
-            summary.submitted = made.len() as u64;
-            summary.queued = round.shards.iter().filter(|s| unsent(s)).count() as u64;
-            summary.resubmitted = round.shards.iter().map(|s| s.requests).sum();
             return Ok(summary);
         }
     }
@@ -301,21 +284,33 @@ pub fn run(cfg: &ResubmitConfig) -> Result<ResubmitSummary> {
     summary.shards = round.shards.len() as u64;
     session.ledger.rounds.push(round);
     session.save()?;
+    (summary.submitted, summary.queued) = submit_round(&mut session, next)?;
+    summary.action = "submitted";
+    summary.round = Some(next);
+    Ok(summary)
+}
+
+/// Whether a shard is still to be sent (not cancelled before it was).
+fn unsent(s: &crate::job::ShardEntry) -> bool {
+    s.state != ShardState::Ended
+        && s.state != ShardState::Submitted
+        && s.queued_reason.as_deref() != Some("cancelled")
+}
+
+/// Submits what the budget lets go now (the rest stays queued for `wait`), noting each
+/// batch made; returns (submitted, still queued in round `n`).
+fn submit_round(session: &mut Session, n: u32) -> Result<(u64, u64)> {
     let made = session.submit_ready()?;
     for c in &made {
         session.common.note(&format!("submitted {}", c.line()));
     }
-    let round = session
+    let queued = session
         .ledger
         .rounds
         .iter()
-        .find(|r| r.round == next)
-        .expect("the new round");
-    summary.action = "submitted";
-    summary.round = Some(next);
-    summary.submitted = made.len() as u64;
-    summary.queued = round.shards.iter().filter(|s| unsent(s)).count() as u64;
-    Ok(summary)
+        .find(|r| r.round == n)
+        .map_or(0, |r| r.shards.iter().filter(|s| unsent(s)).count() as u64);
+    Ok((made.len() as u64, queued))
 }
 
 /// Whether nothing more will happen to this shard: its batch ended, or it was

@@ -163,11 +163,7 @@ pub(crate) fn summary(session: &Session) -> StatusSummary {
         .ledger
         .shards()
         .map(|(r, s)| {
-            let counts = s
-                .batch
-                .as_ref()
-                .and_then(|b| b.request_counts)
-                .unwrap_or_default();
+            let counts = s.request_counts();
             StatusLine {
                 round: r,
                 shard: s.name.clone(),

@@ -169,6 +169,14 @@ pub struct DownloadEntry {
 }
 
 impl ShardEntry {
+    /// The batch's request counts as last seen (zeros before the batch exists).
+    pub fn request_counts(&self) -> RequestCounts {
+        self.batch
+            .as_ref()
+            .and_then(|b| b.request_counts)
+            .unwrap_or_default()
+    }
+
     /// A new, pending entry for a manifest file with `prompt_tokens` counted.
     pub fn from_manifest(f: &ShardFile, sha256: String, prompt_tokens: u64) -> ShardEntry {
         ShardEntry {
@@ -247,9 +255,25 @@ impl Ledger {
                 path.display()
             )));
         }
-        serde_json::from_value(v)
-            .map(Some)
-            .map_err(|e| Error::Other(format!("{}: not a job ledger: {e}", path.display())))
+        let ledger: Ledger = serde_json::from_value(v)
+            .map_err(|e| Error::Other(format!("{}: not a job ledger: {e}", path.display())))?;
+        // The states promise ids (an edited or damaged ledger must not be trusted).
+        for (round, s) in ledger.shards() {
+            let missing = match s.state {
+                ShardState::Uploaded | ShardState::Creating if s.file_id.is_none() => "file_id",
+                ShardState::Submitted if s.batch_id.is_none() => "batch_id",
+                _ => continue,
+            };
+            return Err(Error::Other(format!(
+                "{}: round {round}, shard {}: state \"{}\" without a {missing}; the ledger was \
+                 edited or damaged (set the shard's state to \"pending\" to send it again, \
+                 after checking `batchline list` for its batch)",
+                path.display(),
+                s.name,
+                s.state.name()
+            )));
+        }
+        Ok(Some(ledger))
     }
 
     /// Writes the ledger atomically; with `sync`, fsyncs the file before the rename
@@ -415,6 +439,28 @@ mod tests {
         std::fs::write(Ledger::path(dir.path()), "{not json").unwrap();
         let err = Ledger::load(dir.path()).unwrap_err().to_string();
         assert!(err.contains("not a job ledger"), "{err}");
+    }
+
+    #[test]
+    fn a_state_without_its_id_is_refused_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        for (state, missing) in [
+            (ShardState::Submitted, "batch_id"),
+            (ShardState::Creating, "file_id"),
+            (ShardState::Uploaded, "file_id"),
+        ] {
+            let mut l = ledger();
+            l.rounds[0].shards[1].state = state;
+            l.save(dir.path(), false).unwrap();
+            let err = Ledger::load(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("b.jsonl") && err.contains(missing), "{err}");
+        }
+        let mut l = ledger();
+        l.rounds[0].shards[1].state = ShardState::Submitted;
+        l.rounds[0].shards[1].file_id = Some("file-1".into());
+        l.rounds[0].shards[1].batch_id = Some("batch_1".into());
+        l.save(dir.path(), false).unwrap();
+        assert!(Ledger::load(dir.path()).unwrap().is_some());
     }
 
     #[test]

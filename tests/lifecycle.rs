@@ -881,3 +881,46 @@ fn a_submitted_job_is_never_resharded_and_a_changed_manifest_is_refused() {
         "no batch was created by the refused runs"
     );
 }
+
+#[test]
+fn no_key_for_a_hosted_api_is_a_usage_error_before_anything_is_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = job(tmp.path(), 3, 5);
+    let j = job.to_str().unwrap();
+    // The default base URL is api.openai.com: without a key, stop at once (exit 2),
+    // naming the variable, rather than sending requests that can only answer 401.
+    let o = bl(&["submit", j], &[]);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("set OPENAI_API_KEY"), "{}", stderr(&o));
+    assert!(!job.join("ledger.json").exists(), "nothing was started");
+    let o = bl(
+        &[
+            "submit",
+            j,
+            "--base-url",
+            "https://res.openai.azure.com/openai/v1",
+            "--api-version",
+            "2024-10-21",
+        ],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("set AZURE_OPENAI_API_KEY"),
+        "{}",
+        stderr(&o)
+    );
+    // run reads the same provider flags.
+    let req = tmp.path().join("requests.jsonl");
+    let out = tmp.path().join("out.jsonl");
+    let o = bl(
+        &["run", req.to_str().unwrap(), "-o", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("set OPENAI_API_KEY"), "{}", stderr(&o));
+    // A local server needs no key.
+    let s = Serve::echo(&[]);
+    let o = bl(&["submit", j, "--base-url", &s.base()], &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+}

@@ -32,6 +32,22 @@ pub fn env_key(name: &str) -> Option<String> {
         .filter(|k| !k.is_empty())
 }
 
+/// Hosted APIs that answer every request without a key with 401: better said before
+/// anything is sent (local servers often need no key).
+fn needs_key(base: &str) -> bool {
+    let host = base
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split(['/', ':'])
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    host == "api.openai.com"
+        || host.ends_with(".openai.azure.com")
+        || host.ends_with(".cognitiveservices.azure.com")
+}
+
 impl ProviderArgs {
     /// The provider these flags and the environment describe.
     pub fn resolve(&self) -> Result<Provider, Error> {
@@ -99,6 +115,15 @@ impl ProviderArgs {
                 )));
             }
             headers.push((name.to_string(), value.to_string()));
+        }
+        let sends_auth = headers.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case("authorization") || n.eq_ignore_ascii_case("api-key")
+        });
+        if key.is_none() && !sends_auth && needs_key(&base) {
+            return Err(Error::Usage(format!(
+                "no API key for {base}: set {key_env} (or name the variable with --api-key-env); \
+                 keys are read from the environment only"
+            )));
         }
         Ok(Provider {
             base_url: base.trim_end_matches('/').to_string(),

@@ -138,15 +138,35 @@ impl GlobalArgs {
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Split request files into Batch API input files within the provider's limits.
-    Shard(ShardArgs),
     /// Turn prompt records (JSONL, or text lines) into Batch API request lines.
     Build(BuildArgs),
-    /// Parse the model answers of result files into JSON records, never inventing data.
-    Extract(ExtractArgs),
+    /// Split request files into Batch API input files within the provider's limits.
+    Shard(ShardArgs),
+    /// Estimate the tokens and cost of a request file or shard directory (batch and
+    /// direct price, lower and upper bound).
+    Estimate(EstimateArgs),
+    /// Upload a job's shards and create their batches (never twice; the job's ledger
+    /// records every step), within an enqueued-token budget.
+    Submit(SubmitArgs),
+    /// One line per batch of a job: status, counts, age; the totals and the queue.
+    Status(StatusArgs),
+    /// Poll a job until every batch ended, submitting queued shards as room frees up.
+    Wait(WaitArgs),
+    /// Download the output and error files of a job's ended batches (streamed,
+    /// resumable, checked against request_counts).
+    Download(DownloadArgs),
+    /// Cancel a job's batches (or some shards'), keeping what they finished.
+    Cancel(CancelArgs),
+    /// The account's batches, newest first.
+    List(ListArgs),
+    /// Send a job's retryable, expired and missing requests again as its next round
+    /// (final failures are not resent).
+    Resubmit(ResubmitArgs),
     /// Join Batch API results back onto their requests, in request order: every
     /// request comes out `ok`, `failed` or `missing`.
     Join(JoinArgs),
+    /// Parse the model answers of result files into JSON records, never inventing data.
+    Extract(ExtractArgs),
     /// Keep the records whose rules hold with every tokenizer (token counts, same(...)).
     Validate(ValidateArgs),
     /// Send a Batch request file directly to an OpenAI-compatible endpoint and write
@@ -155,30 +175,10 @@ pub enum Command {
     /// A local OpenAI Files + Batches API (and chat/embeddings/responses), answered by
     /// the echo model or an OpenAI-compatible upstream.
     Serve(ServeArgs),
-    /// Upload a job's shards and create their batches (never twice; the job's ledger
-    /// records every step), within an enqueued-token budget.
-    Submit(SubmitArgs),
-    /// One line per batch of a job: status, counts, age; the totals and the queue.
-    Status(StatusArgs),
-    /// Poll a job until every batch ended, submitting queued shards as room frees up.
-    Wait(WaitArgs),
-    /// Cancel a job's batches (or some shards'), keeping what they finished.
-    Cancel(CancelArgs),
-    /// The account's batches, newest first.
-    List(ListArgs),
-    /// Download the output and error files of a job's ended batches (streamed,
-    /// resumable, checked against request_counts).
-    Download(DownloadArgs),
     /// Print shell completions (bash, zsh, fish, powershell, elvish) to stdout.
     Completions(shell::CompletionsArgs),
     /// Print the man page of batchline, or of one command, to stdout.
     Man(shell::ManArgs),
-    /// Estimate the tokens and cost of a request file or shard directory (batch and
-    /// direct price, lower and upper bound).
-    Estimate(EstimateArgs),
-    /// Send a job's retryable, expired and missing requests again as its next round
-    /// (final failures are not resent).
-    Resubmit(ResubmitArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

@@ -36,10 +36,27 @@ pub fn resume_all(app: &Arc<App>) {
     }
 }
 
+/// The error of a task that ended without its result: `Interrupted` when the runtime
+/// cancelled it (shutdown), which [`spawn`] never records as a failed batch.
+fn stopped(what: &str, e: tokio::task::JoinError) -> io::Error {
+    let kind = if e.is_cancelled() {
+        io::ErrorKind::Interrupted
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, format!("{what} stopped: {e}"))
+}
+
 /// Drives batch `id` to its end in the background.
 pub fn spawn(app: Arc<App>, id: String) {
     tokio::spawn(async move {
         if let Err(e) = drive(&app, &id).await {
+            // Cut by the server's shutdown (the runtime cancels tasks): the batch stays
+            // as it is on disk and the next start resumes it. Marking it failed here
+            // would end a healthy batch because the server stopped.
+            if e.kind() == io::ErrorKind::Interrupted {
+                return;
+            }
             // A storage failure: the batch fails with the reason rather than hanging
             // in a state nobody advances.
             let msg = format!("The server could not process the batch: {e}");
@@ -99,7 +116,7 @@ async fn validate_step(app: &Arc<App>, id: &str) -> io::Result<()> {
         let path = input.clone();
         tokio::task::spawn_blocking(move || super::validate::validate(&path, endpoint, limits))
             .await
-            .map_err(|e| io::Error::other(format!("validation stopped: {e}")))??
+            .map_err(|e| stopped("validation", e))??
     } else {
         Err(vec![BatchError {
             code: "invalid_file".into(),
@@ -342,7 +359,7 @@ async fn run_step(app: &Arc<App>, id: &str) -> io::Result<&'static str> {
     }
     let stopped_at = dispatcher
         .await
-        .map_err(|e| io::Error::other(format!("the batch dispatcher stopped: {e}")))??;
+        .map_err(|e| stopped("the batch dispatcher", e))??;
     let ending = match stopped_at {
         None => "completed",
         Some(from) => {

@@ -3,70 +3,22 @@
 //! server's state is the event), never a fixed sleep standing in for an event.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use reqwest::blocking::{multipart, Client};
 use serde_json::{json, Value};
 
+mod common;
+use common::serve::Serve;
+
 const BIN: &str = env!("CARGO_BIN_EXE_batchline");
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    /// Starts `serve --port 0 --data-dir DIR ARGS` and reads the address from the first
-    /// stdout line.
-    fn start(dir: &Path, args: &[&str]) -> Server {
-        Server::start_env(dir, args, &[])
-    }
-
-    fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--port", "0", "--data-dir"])
-            .arg(dir)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn batchline serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-        Server { child, url }
-    }
-
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `serve --port 0 --data-dir DIR ARGS` (the shared helper, tests/common/serve.rs).
+fn start(dir: &Path, args: &[&str]) -> Serve {
+    Serve::start_in(dir, args, &[])
 }
 
 fn client() -> Client {
@@ -83,7 +35,7 @@ struct Api {
 }
 
 impl Api {
-    fn new(s: &Server) -> Api {
+    fn new(s: &Serve) -> Api {
         Api {
             url: s.url.clone(),
             http: client(),
@@ -231,7 +183,7 @@ fn tmp() -> tempfile::TempDir {
 #[test]
 fn a_batch_goes_from_upload_to_downloaded_output() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo"]);
+    let s = start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(20));
     let (_, f) = api.get(&format!("/v1/files/{fid}"));
@@ -302,7 +254,7 @@ fn a_batch_goes_from_upload_to_downloaded_output() {
 #[test]
 fn validation_failures_carry_openai_codes_and_lines() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo"]);
+    let s = start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let good = |i: usize| chat_line(&format!("g{i}"), "gpt-4o", "hi");
     // (lines, code, line, param)
@@ -401,7 +353,7 @@ fn the_enqueued_token_limit_counts_unfinished_batches() {
     let d = tmp();
     // Each line is 3 + 1 + 2 + 3 = 9 prompt tokens ("hello world"); the limit holds 2
     // batches of 10 lines but not 3.
-    let s = Server::start(
+    let s = start(
         d.path(),
         &[
             "--echo",
@@ -437,7 +389,7 @@ fn the_enqueued_token_limit_counts_unfinished_batches() {
 #[test]
 fn api_errors_have_the_right_status_and_body() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo"]);
+    let s = start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(1));
     let check = |(status, body): (u16, Value), want: u16, param: Option<&str>| {
@@ -526,7 +478,7 @@ fn api_errors_have_the_right_status_and_body() {
 #[test]
 fn batch_lists_page_newest_first() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo"]);
+    let s = start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(1));
     let ids: Vec<String> = (0..5)
@@ -564,7 +516,7 @@ fn batch_lists_page_newest_first() {
 #[test]
 fn a_batch_expires_midway_keeping_what_was_answered() {
     let d = tmp();
-    let s = Server::start(
+    let s = start(
         d.path(),
         &[
             "--echo",
@@ -602,7 +554,7 @@ fn a_batch_expires_midway_keeping_what_was_answered() {
 #[test]
 fn cancelling_keeps_partial_results() {
     let d = tmp();
-    let s = Server::start(
+    let s = start(
         d.path(),
         &["--echo", "--latency-ms", "100ms", "--concurrency", "2"],
     );
@@ -635,7 +587,7 @@ fn cancelling_keeps_partial_results() {
 fn state_survives_kill_9_and_nothing_is_answered_twice() {
     let d = tmp();
     let args = ["--echo", "--latency-ms", "20ms", "--concurrency", "4"];
-    let mut s = Server::start(d.path(), &args);
+    let mut s = start(d.path(), &args);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(300));
     let done = api.upload_ok(&chat_lines(3));
@@ -647,7 +599,7 @@ fn state_survives_kill_9_and_nothing_is_answered_twice() {
         b["request_counts"]["completed"].as_u64() >= Some(30)
     });
     s.kill9();
-    let s = Server::start(d.path(), &args);
+    let s = start(d.path(), &args);
     let api = Api::new(&s);
     // Everything from before is there.
     assert_eq!(api.batch(finished["id"].as_str().unwrap()), finished);
@@ -668,7 +620,7 @@ fn state_survives_kill_9_and_nothing_is_answered_twice() {
 fn sigterm_stops_cleanly_and_a_restart_resumes() {
     let d = tmp();
     let args = ["--echo", "--latency-ms", "20ms", "--concurrency", "2"];
-    let mut s = Server::start(d.path(), &args);
+    let mut s = start(d.path(), &args);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(100));
     let id = api.create(&fid, "/v1/chat/completions")["id"]
@@ -684,7 +636,7 @@ fn sigterm_stops_cleanly_and_a_restart_resumes() {
         std::fs::read_dir(d.path().join("uploads")).unwrap().count(),
         0
     );
-    let s = Server::start(d.path(), &args);
+    let s = start(d.path(), &args);
     let api = Api::new(&s);
     let b = api.wait_end(&id);
     assert_eq!(b["status"], "completed");
@@ -694,7 +646,7 @@ fn sigterm_stops_cleanly_and_a_restart_resumes() {
 #[test]
 fn one_data_dir_serves_one_server() {
     let d = tmp();
-    let _s = Server::start(d.path(), &["--echo"]);
+    let _s = start(d.path(), &["--echo"]);
     let out = Command::new(BIN)
         .args(["serve", "--echo", "--port", "0", "--data-dir"])
         .arg(d.path())
@@ -712,7 +664,7 @@ fn one_data_dir_serves_one_server() {
 #[test]
 fn auth_takes_bearer_or_api_key_and_never_echoes_the_key() {
     let d = tmp();
-    let s = Server::start_env(
+    let s = Serve::start_in(
         d.path(),
         &["--echo", "--api-key-env", "BL_TEST_KEY"],
         &[("BL_TEST_KEY", "sk-right")],
@@ -771,7 +723,7 @@ fn a_public_host_needs_a_key() {
 #[test]
 fn downloads_honour_range() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo"]);
+    let s = start(d.path(), &["--echo"]);
     let api = Api::new(&s);
     let lines = chat_lines(5);
     let body = lines_bytes(&lines);
@@ -804,7 +756,7 @@ fn downloads_honour_range() {
 #[test]
 fn direct_endpoints_answer_with_echo_and_rate_limits() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo", "--rpm", "3"]);
+    let s = start(d.path(), &["--echo", "--rpm", "3"]);
     let api = Api::new(&s);
     let chat = json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "ping"}],
         "response_format": {"type": "json_schema", "json_schema": {"name": "r", "schema":
@@ -854,7 +806,7 @@ fn direct_endpoints_answer_with_echo_and_rate_limits() {
 #[test]
 fn the_token_limit_counts_prompt_plus_max_tokens() {
     let d = tmp();
-    let s = Server::start(d.path(), &["--echo", "--tpm", "100"]);
+    let s = start(d.path(), &["--echo", "--tpm", "100"]);
     let api = Api::new(&s);
     // 3 + 1 + 1 + 3 = 8 prompt tokens + 60 max_tokens = 68 of 100.
     let body = json!({"model": "gpt-4o", "max_tokens": 60, "messages": [{"role": "user", "content": "hello"}]});
@@ -888,7 +840,7 @@ fn the_token_limit_counts_prompt_plus_max_tokens() {
 #[test]
 fn faults_inject_errors_drops_and_hangs() {
     let d = tmp();
-    let s = Server::start(
+    let s = start(
         d.path(),
         &[
             "--echo",
@@ -965,12 +917,12 @@ fn faults_inject_errors_drops_and_hangs() {
 fn upstream_batches_retry_through_the_executor() {
     let up_dir = tmp();
     // The upstream fails its first calls with 500s and a 429: the executor retries them.
-    let up = Server::start(
+    let up = start(
         up_dir.path(),
         &["--echo", "--faults", "chat:500@1-2,chat:429/1@3"],
     );
     let d = tmp();
-    let s = Server::start(d.path(), &["--upstream", &up.url, "--concurrency", "2"]);
+    let s = start(d.path(), &["--upstream", &up.url, "--concurrency", "2"]);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(10));
     let b = api.create(&fid, "/v1/chat/completions");
@@ -996,9 +948,9 @@ fn upstream_batches_retry_through_the_executor() {
 #[test]
 fn upstream_failures_end_in_the_error_file() {
     let up_dir = tmp();
-    let up = Server::start(up_dir.path(), &["--echo", "--faults", "chat:503/0"]);
+    let up = start(up_dir.path(), &["--echo", "--faults", "chat:503/0"]);
     let d = tmp();
-    let s = Server::start(d.path(), &["--upstream", &up.url, "--max-attempts", "2"]);
+    let s = start(d.path(), &["--upstream", &up.url, "--max-attempts", "2"]);
     let api = Api::new(&s);
     let fid = api.upload_ok(&chat_lines(4));
     let b = api.create(&fid, "/v1/chat/completions");
@@ -1030,7 +982,7 @@ fn the_official_openai_sdk_drives_the_server() {
     let python = std::env::var("BATCHLINE_TEST_PYTHON")
         .expect("BATCHLINE_TEST_PYTHON must name a Python with the openai package (scripts/test.sh sets it)");
     let d = tmp();
-    let s = Server::start_env(
+    let s = Serve::start_in(
         d.path(),
         &[
             "--echo",

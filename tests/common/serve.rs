@@ -54,12 +54,28 @@ impl Serve {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("serve's first line: {first:?}"))
             .to_string();
+        assert!(url.starts_with("http://127.0.0.1:"), "{url}");
         Serve {
             child,
             url,
             _data: None,
             data_dir: dir.to_path_buf(),
         }
+    }
+
+    /// SIGKILL, and wait for the exit.
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().unwrap()
     }
 
     /// The API base as the SDKs take it: `http://127.0.0.1:PORT/v1`.

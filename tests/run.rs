@@ -4,57 +4,24 @@
 //! figure of speed is asserted.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
+mod common;
+use common::serve::Serve;
+
 const BIN: &str = env!("CARGO_BIN_EXE_batchline");
 
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(BIN);
-        cmd.args(["serve", "--echo", "--port", "0", "--data-dir"])
-            .arg(dir.join("serve-data"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn batchline serve");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first line: {first:?}"))
-            .to_string();
-        Server { child, url }
-    }
-
-    fn v1(&self) -> String {
-        format!("{}/v1", self.url)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `serve --echo --port 0 --data-dir DIR/serve-data ARGS` (tests/common/serve.rs).
+fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+    Serve::start_in(&dir.join("serve-data"), &[&["--echo"], args].concat(), env)
 }
 
 fn chat_line(id: &str, text: &str) -> String {
@@ -181,7 +148,7 @@ fn flaky_proxy(target: &str) -> (String, Arc<AtomicU64>) {
 #[test]
 fn every_request_is_answered_once_under_429s_500s_timeouts_and_drops() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(
+    let s = start(
         d.path(),
         &[
             "--faults",
@@ -251,7 +218,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
     let input = write_requests(d.path(), 3);
     let out = d.path().join("out.jsonl");
     let err = d.path().join("err.jsonl");
-    let run_on = |s: &Server| {
+    let run_on = |s: &Serve| {
         let o = run(&[
             input.to_str().unwrap(),
             "-o",
@@ -259,7 +226,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
             "--errors",
             err.to_str().unwrap(),
             "--base-url",
-            &s.v1(),
+            &s.base(),
             "--max-attempts",
             "3",
             "--json",
@@ -268,7 +235,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
         (o.status.code(), sm)
     };
     // Every call a 500: each request fails after its 3 attempts.
-    let s500 = Server::start(&d.path().join("a"), &["--faults", "chat:500"], &[]);
+    let s500 = start(&d.path().join("a"), &["--faults", "chat:500"], &[]);
     let (code, sm) = run_on(&s500);
     assert_eq!(code, Some(1), "{sm}");
     let errs = read_lines(&err);
@@ -289,7 +256,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
     );
     // Without the error file they are sent again; a 400 is final at the first attempt.
     std::fs::remove_file(&err).unwrap();
-    let s400 = Server::start(&d.path().join("b"), &["--faults", "chat:400"], &[]);
+    let s400 = start(&d.path().join("b"), &["--faults", "chat:400"], &[]);
     let (code, sm) = run_on(&s400);
     assert_eq!(code, Some(1), "{sm}");
     let errs = read_lines(&err);
@@ -299,7 +266,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
         && l["response"]["body"]["error"]["message"].is_string()));
     assert_eq!(sm["retries"], 0);
     std::fs::remove_file(&err).unwrap();
-    let ok = Server::start(&d.path().join("c"), &[], &[]);
+    let ok = start(&d.path().join("c"), &[], &[]);
     let (code, sm) = run_on(&ok);
     assert_eq!(code, Some(0), "{sm}");
     assert_each_once(&read_lines(&out), 3);
@@ -308,7 +275,7 @@ fn failures_after_the_last_attempt_and_final_4xx_go_to_the_error_file() {
 #[test]
 fn a_kill_9_loses_only_what_was_in_flight_and_a_rerun_finishes() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &["--latency-ms", "20ms"], &[]);
+    let s = start(d.path(), &["--latency-ms", "20ms"], &[]);
     let n = 400;
     let input = write_requests(d.path(), n);
     let out = d.path().join("out.jsonl");
@@ -317,7 +284,7 @@ fn a_kill_9_loses_only_what_was_in_flight_and_a_rerun_finishes() {
         "-o".into(),
         out.to_str().unwrap().to_string(),
         "--base-url".into(),
-        s.v1(),
+        s.base(),
         "--concurrency".into(),
         "4".into(),
         "--quiet".into(),
@@ -348,7 +315,7 @@ fn a_kill_9_loses_only_what_was_in_flight_and_a_rerun_finishes() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ]);
     let sm = summary(&o);
@@ -367,7 +334,7 @@ fn a_kill_9_loses_only_what_was_in_flight_and_a_rerun_finishes() {
 #[test]
 fn ctrl_c_stops_sending_writes_what_finished_and_exits_130() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &["--latency-ms", "200ms"], &[]);
+    let s = start(d.path(), &["--latency-ms", "200ms"], &[]);
     let n = 200;
     let input = write_requests(d.path(), n);
     let out = d.path().join("out.jsonl");
@@ -376,7 +343,7 @@ fn ctrl_c_stops_sending_writes_what_finished_and_exits_130() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--concurrency",
         "4",
         "--json",
@@ -413,7 +380,7 @@ fn ctrl_c_stops_sending_writes_what_finished_and_exits_130() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(0));
@@ -433,7 +400,7 @@ fn strip_ids(mut body: Value) -> Value {
 #[test]
 fn results_equal_a_batch_through_serve_and_join_and_extract_agree() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &[], &[]);
+    let s = start(d.path(), &[], &[]);
     let input = d.path().join("in.jsonl");
     let mut text = String::new();
     for i in 0..30 {
@@ -450,7 +417,7 @@ fn results_equal_a_batch_through_serve_and_join_and_extract_agree() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--unordered",
         "--quiet",
     ]);
@@ -599,7 +566,7 @@ fn the_rpm_limit_spaces_sends_as_the_server_sees_them() {
     let d = tempfile::tempdir().unwrap();
     // The server answers 429 beyond 240 requests a minute and says its limit in
     // x-ratelimit-* headers; run is given no --rpm: the first answer's headers set it.
-    let s = Server::start(d.path(), &["--rpm", "240"], &[]);
+    let s = start(d.path(), &["--rpm", "240"], &[]);
     let input = write_requests(d.path(), 14);
     let out = d.path().join("out.jsonl");
     let o = run(&[
@@ -607,7 +574,7 @@ fn the_rpm_limit_spaces_sends_as_the_server_sees_them() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--concurrency",
         "14",
         "--json",
@@ -631,7 +598,7 @@ fn the_rpm_limit_spaces_sends_as_the_server_sees_them() {
 #[test]
 fn bad_lines_become_error_lines_naming_file_and_line() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &[], &[]);
+    let s = start(d.path(), &[], &[]);
     let input = d.path().join("in.jsonl");
     let lines = [
         chat_line("req-0", "a"),
@@ -649,7 +616,7 @@ fn bad_lines_become_error_lines_naming_file_and_line() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ];
     let o = run(&args);
@@ -669,7 +636,7 @@ fn bad_lines_become_error_lines_naming_file_and_line() {
     let name = input.display().to_string();
     let msg = |i: usize| got[i]["error"]["message"].as_str().unwrap().to_string();
     assert_eq!(got[0]["custom_id"], "req-0");
-    assert_eq!(got[1]["error"]["code"], "invalid_request_line");
+    assert_eq!(got[1]["error"]["code"], "invalid_request_line", "{got:#?}");
     assert!(msg(1).starts_with(&format!("{name}:2:")), "{}", msg(1));
     assert_eq!(got[2]["custom_id"], "x");
     assert!(
@@ -700,7 +667,7 @@ fn bad_lines_become_error_lines_naming_file_and_line() {
 fn keys_come_from_the_environment_and_are_never_written() {
     let d = tempfile::tempdir().unwrap();
     let key = "sk-test-KEEP-THIS-SECRET-1234";
-    let s = Server::start(
+    let s = start(
         d.path(),
         &["--api-key-env", "SERVE_KEY"],
         &[("SERVE_KEY", key)],
@@ -715,7 +682,7 @@ fn keys_come_from_the_environment_and_are_never_written() {
         "--errors".into(),
         err.to_str().unwrap().to_string(),
         "--base-url".into(),
-        s.v1(),
+        s.base(),
         "--json".into(),
     ];
     let base: Vec<&str> = base.iter().map(String::as_str).collect();
@@ -792,7 +759,7 @@ fn keys_come_from_the_environment_and_are_never_written() {
 #[test]
 fn stdin_input_and_a_file_that_is_not_results_as_out() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &[], &[]);
+    let s = start(d.path(), &[], &[]);
     let input = write_requests(d.path(), 3);
     let out = d.path().join("out.jsonl");
     let mut child = run_cmd(&[
@@ -800,7 +767,7 @@ fn stdin_input_and_a_file_that_is_not_results_as_out() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--quiet",
     ])
     .stdin(Stdio::piped())
@@ -816,7 +783,7 @@ fn stdin_input_and_a_file_that_is_not_results_as_out() {
     assert_each_once(&read_lines(&out), 3);
     // The request file as OUT: refused before anything is sent or appended.
     let before = std::fs::read(&input).unwrap();
-    let o = run(&["-", "-o", input.to_str().unwrap(), "--base-url", &s.v1()]);
+    let o = run(&["-", "-o", input.to_str().unwrap(), "--base-url", &s.base()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a Batch API result line"));
     assert_eq!(std::fs::read(&input).unwrap(), before);
@@ -825,7 +792,7 @@ fn stdin_input_and_a_file_that_is_not_results_as_out() {
 #[test]
 fn the_tpm_limit_spaces_sends_by_their_token_cost() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &[], &[]);
+    let s = start(d.path(), &[], &[]);
     // Each request costs its prompt (about 10 tokens) plus max_tokens 40: at 6,000
     // tokens a minute, about 2 requests a second.
     let input = write_requests(d.path(), 8);
@@ -835,7 +802,7 @@ fn the_tpm_limit_spaces_sends_by_their_token_cost() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--concurrency",
         "8",
         "--tpm",
@@ -863,7 +830,7 @@ fn a_tpm_limit_learnt_from_the_headers_is_kept_by_counting_tokens() {
     // Each request costs about 10 prompt tokens plus max_tokens 40: at 6,000 tokens a
     // minute, about 2 a second; sent uncounted, all 8 would leave in the same second.
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &["--tpm", "6000"], &[]);
+    let s = start(d.path(), &["--tpm", "6000"], &[]);
     let input = write_requests(d.path(), 8);
     let out = d.path().join("out.jsonl");
     let o = run(&[
@@ -871,7 +838,7 @@ fn a_tpm_limit_learnt_from_the_headers_is_kept_by_counting_tokens() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--concurrency",
         "8",
         "--json",
@@ -896,7 +863,7 @@ fn extra_headers_are_sent_and_bad_ones_refused() {
     // --header: every request passes only if the header went out.
     let d = tempfile::tempdir().unwrap();
     let key = "sk-test-HEADER-5678";
-    let s = Server::start(
+    let s = start(
         d.path(),
         &["--api-key-env", "SERVE_KEY"],
         &[("SERVE_KEY", key)],
@@ -909,7 +876,7 @@ fn extra_headers_are_sent_and_bad_ones_refused() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--header",
         "OpenAI-Organization:org-1",
         "--header",
@@ -928,7 +895,7 @@ fn extra_headers_are_sent_and_bad_ones_refused() {
         "-o",
         out2.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(1));
@@ -949,7 +916,7 @@ fn extra_headers_are_sent_and_bad_ones_refused() {
             "-o",
             out3.to_str().unwrap(),
             "--base-url",
-            &s.v1(),
+            &s.base(),
             "--header",
             bad,
         ]);
@@ -970,7 +937,7 @@ fn extra_headers_are_sent_and_bad_ones_refused() {
 #[test]
 fn the_summary_has_latency_percentiles_tokens_and_cost() {
     let d = tempfile::tempdir().unwrap();
-    let s = Server::start(d.path(), &[], &[]);
+    let s = start(d.path(), &[], &[]);
     let input = write_requests(d.path(), 20);
     let out = d.path().join("out.jsonl");
     let o = run(&[
@@ -978,7 +945,7 @@ fn the_summary_has_latency_percentiles_tokens_and_cost() {
         "-o",
         out.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ]);
     let sm = summary(&o);
@@ -1043,7 +1010,7 @@ fn the_summary_has_latency_percentiles_tokens_and_cost() {
         "-o",
         out2.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
         "--json",
     ]);
     let sm = summary(&o);
@@ -1056,7 +1023,7 @@ fn the_summary_has_latency_percentiles_tokens_and_cost() {
         "-o",
         out3.to_str().unwrap(),
         "--base-url",
-        &s.v1(),
+        &s.base(),
     ]);
     let e = String::from_utf8_lossy(&o.stderr);
     for want in ["20 ok", "p50 ", "p90 ", "p99 ", "tokens ", "$", "req/s"] {
